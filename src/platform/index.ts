@@ -3,6 +3,6 @@ import { GitHubPlatform } from './github.js';
 import { GitLabPlatform } from './gitlab.js';
 import type { Platform } from './types.js';
 
-export function detectPlatform(env: NodeJS.ProcessEnv = process.env): Platform {
-  return env.GITLAB_CI === 'true' ? new GitLabPlatform(env) : new GitHubPlatform(env);
+export function detectPlatform(env: NodeJS.ProcessEnv, action: string): Platform {
+  return env.GITLAB_CI === 'true' ? new GitLabPlatform(env, { action }) : new GitHubPlatform(env);
 }

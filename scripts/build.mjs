@@ -1,0 +1,24 @@
+// Bundles every src/entrypoints/<entry>.ts into dist/<entry>/ with ncc (ESM output). dist/ is committed, and CI
+// rebuilds it from scratch and fails on any difference, so the output must be deterministic.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, basename } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const entries = readdirSync(join(root, 'src/entrypoints'))
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => basename(f, '.ts'))
+  .sort();
+rmSync(join(root, 'dist'), { recursive: true, force: true });
+for (const entry of entries) {
+  const out = join(root, 'dist', entry);
+  execFileSync(
+    process.execPath,
+    [join(root, 'node_modules/@vercel/ncc/dist/ncc/cli.js'), 'build', join(root, 'src/entrypoints', `${entry}.ts`), '-o', out, '--license', 'licenses.txt', '-q', '--target', 'es2023'],
+    { stdio: 'inherit', cwd: root },
+  );
+  // ncc writes package.json {"type":"module"} for ESM output; make sure it is there so node treats index.js as ESM.
+  const pkg = join(out, 'package.json');
+  if (!existsSync(pkg) || !readFileSync(pkg, 'utf8').includes('"module"')) writeFileSync(pkg, '{"type":"module"}\n');
+}
+console.log(`built ${entries.length} bundles: ${entries.join(', ')}`);
