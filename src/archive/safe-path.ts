@@ -72,7 +72,12 @@ export interface LinkCheck {
  * Absolute targets are taken as they are; relative ones are resolved from the link's directory. Pass the
  * extraction root's final location as the prefix for relative links (the caller maps its staging directory there).
  */
-export function checkSymlink(linkPath: string, target: string, allowed: readonly string[], readlink?: Readlink): LinkCheck {
+export function checkSymlink(
+  linkPath: string,
+  target: string,
+  allowed: readonly string[],
+  readlink?: Readlink,
+): LinkCheck {
   if (target === '') return { resolved: undefined, escapes: true, reason: 'empty target' };
   if (target.includes('\0')) return { resolved: undefined, escapes: true, reason: 'NUL byte in target' };
   const resolved = resolveLink(linkPath, target, readlink);

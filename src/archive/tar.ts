@@ -44,7 +44,7 @@ class ByteReader {
   private pos = 0;
   private ended = false;
 
-  constructor(private readonly it: AsyncIterator<unknown>) {}
+  constructor(private readonly it: AsyncIterator<unknown> | Iterator<unknown>) {}
 
   /** Up to `max` bytes from the current chunk, or null at end of input. */
   async some(max: number): Promise<Buffer | null> {
@@ -78,7 +78,7 @@ class ByteReader {
   /** Discards up to `n` bytes; returns how many were actually there. */
   async skip(n: number): Promise<number> {
     let left = n;
-    for (let b; left > 0 && (b = await this.some(left)); ) left -= b.length;
+    for (let b; left > 0 && (b = await this.some(left));) left -= b.length;
     return n - left;
   }
 
@@ -242,15 +242,25 @@ async function* bodyChunks(r: ByteReader, st: BodyState, e: TarEntry): AsyncGene
   }
 }
 
-type Source = AsyncIterable<Buffer> | NodeJS.ReadableStream;
+/** Sync iterables are accepted too, so a Buffer already in memory can be read as `[buf]`. */
+export type TarSource = AsyncIterable<Buffer> | Iterable<Buffer> | NodeJS.ReadableStream;
+
+function iteratorOf(source: TarSource): AsyncIterator<unknown> | Iterator<unknown> {
+  const s = source as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+  const asyncIt = s[Symbol.asyncIterator];
+  if (asyncIt) return asyncIt.call(s);
+  const syncIt = s[Symbol.iterator];
+  if (syncIt) return syncIt.call(s);
+  throw new TypeError('tar: the source must be a stream or an (async) iterable of Buffers');
+}
 
 /**
  * Yields the entries of a tar stream in order. The consumer must read or ignore each entry's body before asking for
  * the next one; whatever is left of it is skipped then. Ends at the zero-block end marker or, tolerated, at a clean
  * EOF between entries; throws on a bad checksum or a truncated entry, naming the offset.
  */
-export async function* readTar(source: Source): AsyncGenerator<TarEntry> {
-  const r = new ByteReader((source as AsyncIterable<unknown>)[Symbol.asyncIterator]());
+export async function* readTar(source: TarSource): AsyncGenerator<TarEntry> {
+  const r = new ByteReader(iteratorOf(source));
   let longName: string | undefined;
   let longLink: string | undefined;
   let pax: Map<string, string> | undefined;

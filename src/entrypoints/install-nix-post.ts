@@ -2,4 +2,4 @@ import { detectPlatform } from '../platform/index.js';
 import { runPhase } from '../platform/run.js';
 import { post } from '../install-nix/post.js';
 
-await runPhase(detectPlatform(process.env, 'install-nix'), post);
+void runPhase(detectPlatform(process.env, 'install-nix'), post);

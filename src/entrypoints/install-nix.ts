@@ -2,4 +2,4 @@ import { detectPlatform } from '../platform/index.js';
 import { runPhase } from '../platform/run.js';
 import { main } from '../install-nix/main.js';
 
-await runPhase(detectPlatform(process.env, 'install-nix'), main);
+void runPhase(detectPlatform(process.env, 'install-nix'), main);

@@ -61,7 +61,11 @@ const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | const
 type Source = AsyncIterable<Buffer> | NodeJS.ReadableStream;
 type Kind = 'directory' | 'file' | 'symlink';
 
-export async function extractRelease(tarStream: Source, stagingDir: string, opts: ExtractOptions = {}): Promise<ReleaseContents> {
+export async function extractRelease(
+  tarStream: Source,
+  stagingDir: string,
+  opts: ExtractOptions = {},
+): Promise<ReleaseContents> {
   const cap = opts.maxCaptureBytes ?? 16 * 1024 * 1024;
   const storeDir = join(stagingDir, 'store');
   await fsp.mkdir(stagingDir, { recursive: true });
@@ -81,7 +85,8 @@ export async function extractRelease(tarStream: Source, stagingDir: string, opts
       if (parts.length === 0 && e.type === 'directory') continue; // `./` from `tar -C dir -cf - .`
       top ??= parts[0];
       if (parts[0] !== top) throw new UnsafeArchiveError(e.path, `a second top-level entry (the first was '${top}')`);
-      if (e.type === 'other') throw new UnsafeArchiveError(e.path, `unsupported type '${e.typeflag}' (device, fifo...)`);
+      if (e.type === 'other')
+        throw new UnsafeArchiveError(e.path, `unsupported type '${e.typeflag}' (device, fifo...)`);
       const [, second, storePath] = parts;
       if (second === undefined) {
         if (e.type !== 'directory') throw new UnsafeArchiveError(e.path, 'the top level must be one directory');
@@ -100,40 +105,40 @@ export async function extractRelease(tarStream: Source, stagingDir: string, opts
       }
     }
     await x.finish();
+    if (top === undefined) throw new Error('The Nix release tarball is empty.');
+    if (reginfo === undefined) throw new Error(`The Nix release tarball has no ${top}/.reginfo.`);
+    if (installScript === undefined) throw new Error(`The Nix release tarball has no ${top}/install.`);
+    const storePaths = [...x.storePaths].sort();
+    for (const p of reginfoPaths(reginfo)) {
+      if (posix.dirname(p) !== STORE || !x.storePaths.has(posix.basename(p))) {
+        throw new Error(`${top}/.reginfo registers ${p}, which the release tarball does not contain.`);
+      }
+    }
+    const m = TOP_NAME.exec(top);
+    const version = m?.[1];
+    const scriptPath = (key: string, fallback: (name: string) => boolean): string | undefined => {
+      const line = new RegExp(`^${key}="(${STORE}/[^"/]+)"$`, 'm').exec(installScript as string)?.[1];
+      if (line !== undefined && !x.storePaths.has(posix.basename(line))) {
+        throw new Error(`${top}/install names ${key}=${line}, which the release tarball does not contain.`);
+      }
+      const guesses = storePaths.filter((b) => fallback(b.slice(33)));
+      return line ?? (guesses.length === 1 ? `${STORE}/${guesses[0]}` : undefined);
+    };
+    return {
+      top,
+      version,
+      system: m?.[2],
+      storePaths,
+      reginfo,
+      installScript,
+      nixStorePath: scriptPath('nix', (n) => version !== undefined && n === `nix-${version}`),
+      cacertStorePath: scriptPath('cacert', (n) => n.startsWith('nss-cacert-')),
+    };
   } catch (err) {
     await x.settle();
     await fsp.rm(storeDir, { recursive: true, force: true }).catch(() => undefined);
     throw err;
   }
-  if (top === undefined) throw new Error('The Nix release tarball is empty.');
-  if (reginfo === undefined) throw new Error(`The Nix release tarball has no ${top}/.reginfo.`);
-  if (installScript === undefined) throw new Error(`The Nix release tarball has no ${top}/install.`);
-  const storePaths = [...x.storePaths].sort();
-  for (const p of reginfoPaths(reginfo)) {
-    if (posix.dirname(p) !== STORE || !x.storePaths.has(posix.basename(p))) {
-      throw new Error(`${top}/.reginfo registers ${p}, which the release tarball does not contain.`);
-    }
-  }
-  const m = TOP_NAME.exec(top);
-  const version = m?.[1];
-  const scriptPath = (key: string, fallback: (name: string) => boolean): string | undefined => {
-    const line = new RegExp(`^${key}="(${STORE}/[^"/]+)"$`, 'm').exec(installScript as string)?.[1];
-    if (line !== undefined && !x.storePaths.has(posix.basename(line))) {
-      throw new Error(`${top}/install names ${key}=${line}, which the release tarball does not contain.`);
-    }
-    const guesses = storePaths.filter((b) => fallback(b.slice(33)));
-    return line ?? (guesses.length === 1 ? `${STORE}/${guesses[0]}` : undefined);
-  };
-  return {
-    top,
-    version,
-    system: m?.[2],
-    storePaths,
-    reginfo,
-    installScript,
-    nixStorePath: scriptPath('nix', (n) => version !== undefined && n === `nix-${version}`),
-    cacertStorePath: scriptPath('cacert', (n) => n.startsWith('nss-cacert-')),
-  };
 }
 
 async function capture(e: TarEntry, cap: number): Promise<string> {
@@ -148,7 +153,7 @@ export function reginfoPaths(text: string): string[] {
   const lines = text.split('\n');
   const paths: string[] = [];
   let i = 0;
-  for (; i < lines.length && lines[i] !== ''; ) {
+  for (; i < lines.length && lines[i] !== '';) {
     const n = Number(lines[i + 4]);
     if (!/^\d+$/.test(lines[i + 4] ?? '') || i + 5 + n > lines.length) {
       throw new Error(`Malformed .reginfo in the Nix release tarball near line ${i + 1}.`);
@@ -156,7 +161,8 @@ export function reginfoPaths(text: string): string[] {
     paths.push(lines[i] as string);
     i += 5 + n;
   }
-  if (lines.slice(i).some((l) => l !== '')) throw new Error(`Malformed .reginfo: a blank line inside, at line ${i + 1}.`);
+  if (lines.slice(i).some((l) => l !== ''))
+    throw new Error(`Malformed .reginfo: a blank line inside, at line ${i + 1}.`);
   return paths;
 }
 
@@ -201,7 +207,8 @@ class Extractor {
     } else if (e.type === 'symlink') {
       const readlink = (p: string) => this.links.get(p.slice(STORE.length + 1))?.target;
       const check = checkSymlink(`${STORE}/${rel}`, e.linkname, [STORE], readlink);
-      if (check.escapes) throw new UnsafeArchiveError(e.path, `symlink to '${e.linkname}' leaves ${STORE}: ${check.reason}`);
+      if (check.escapes)
+        throw new UnsafeArchiveError(e.path, `symlink to '${e.linkname}' leaves ${STORE}: ${check.reason}`);
       this.kinds.set(rel, 'symlink');
       this.links.set(rel, { target: e.linkname, entry: e.path });
       await this.spawn(async () => {
@@ -228,7 +235,8 @@ class Extractor {
       if (e.size <= SMALL) {
         const chunks: Buffer[] = [];
         for await (const c of e.body) chunks.push(c);
-        this.written.set(rel, await this.spawn(() => this.writeFile(rel, abs, mode, mtime, async (fh) => writeAll(fh, chunks))));
+        const task = await this.spawn(() => this.writeFile(rel, abs, mode, mtime, (fh) => writeAll(fh, chunks)));
+        this.written.set(rel, task.done);
       } else {
         // Streamed in place (at most two batches in memory) while the pool finishes earlier small files.
         await this.writeFile(rel, abs, mode, mtime, (fh) => streamTo(fh, e.body));
@@ -262,18 +270,28 @@ class Extractor {
     while (this.running.size > 0) await Promise.all(this.running);
   }
 
-  /** Runs `task` once fewer than `limit` run; returns a promise of its end that never rejects. */
-  private async spawn(task: () => Promise<void>): Promise<Promise<void>> {
+  /**
+   * Starts `task` once fewer than `limit` run. Resolves when it has started, with `done`, a promise of its end that
+   * never rejects (the first error is kept and thrown at the next spawn or at finish). Wrapped in an object because
+   * an async function cannot resolve to a promise without waiting for it.
+   */
+  private async spawn(task: () => Promise<void>): Promise<{ done: Promise<void> }> {
     while (this.running.size >= this.limit) await Promise.race(this.running);
     if (this.failure) throw this.failure.error;
-    const p: Promise<void> = task()
+    const done: Promise<void> = task()
       .catch((error: unknown) => void (this.failure ??= { error }))
-      .finally(() => this.running.delete(p));
-    this.running.add(p);
-    return p;
+      .finally(() => this.running.delete(done));
+    this.running.add(done);
+    return { done };
   }
 
-  private async writeFile(rel: string, abs: string, mode: number, mtime: number, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
+  private async writeFile(
+    rel: string,
+    abs: string,
+    mode: number,
+    mtime: number,
+    fill: (fh: FileHandle) => Promise<void>,
+  ): Promise<void> {
     await this.parentOf(rel);
     const fh = await fsp.open(abs, CREATE, mode);
     try {
@@ -310,9 +328,9 @@ class Extractor {
     return (mode & 0o777) | 0o700;
   }
 
-  /** Permission bits only: setuid/setgid have no place in the store. Owner read/write so staging stays removable. */
+  /** Permission bits only: setuid/setgid have no place in the store. */
   private fileMode(mode: number): number {
-    return (mode & 0o777) | 0o600;
+    return mode & 0o777;
   }
 }
 
@@ -327,7 +345,7 @@ async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
     const rest: Buffer[] = [];
     for (const b of list) {
       if (skip >= b.length) skip -= b.length;
-      else rest.push(skip > 0 ? b.subarray(skip) : b), (skip = 0);
+      else (rest.push(skip > 0 ? b.subarray(skip) : b), (skip = 0));
     }
     list = rest;
   }

@@ -158,7 +158,9 @@ export async function runActionInNamespace(spec: ActionOptions, opts: NamespaceO
     const result: unknown = existsSync(resultFile) ? JSON.parse(readFileSync(resultFile, 'utf8')) : undefined;
     if (!result || typeof result !== 'object' || 'error' in result) {
       const why = result && typeof result === 'object' && 'error' in result ? String(result.error) : 'no result';
-      throw new Error(`namespace run failed (exit ${proc.code}${proc.timedOut ? ', timed out' : ''}): ${why}\n${proc.output}`);
+      throw new Error(
+        `namespace run failed (exit ${proc.code}${proc.timedOut ? ', timed out' : ''}): ${why}\n${proc.output}`,
+      );
     }
     return result as ActionResult;
   } finally {

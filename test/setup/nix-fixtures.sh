@@ -177,11 +177,19 @@ list_root_libs() {
         *) [ "$b" = "=>" ] && printf "%s\t%s\n" "$a" "$(readlink -f "$c")" ;;
       esac
     done < /tmp/.flake-ci-ldd
-    rm -f /tmp/.flake-ci-ldd'
+    rm -f /tmp/.flake-ci-ldd
+    # Nix dlopen()s libnss_dns.so.2 itself (to preload the resolver): ship the sid ones, else the
+    # older glibc module of the host is loaded into the newer libc.
+    for l in libnss_dns.so.2 libnss_files.so.2; do
+      p=$(readlink -f /usr/lib/x86_64-linux-gnu/$l 2>/dev/null || true)
+      [ -f "$p" ] && printf "%s\t%s\n" "$l" "$p"
+    done
+    true'
 }
 
 reloc_fingerprint() {
-  printf 'layout=%s nix=%s\n' "$LAYOUT" "$(sha256sum "$ROOT/usr/bin/nix" | cut -d' ' -f1)"
+  printf 'layout=%s nix=%s script=%s\n' "$LAYOUT" "$(sha256sum "$ROOT/usr/bin/nix" | cut -d' ' -f1)" \
+    "$(sha256sum "$SELF" | cut -d' ' -f1)"
 }
 
 # Copies the sid files the nix store path carries besides the binary (units, profile scripts).
