@@ -32227,6 +32227,8 @@ async function ensureBuildUsers(p, priv, count = buildUserCount()) {
 /** Hands /nix to root with the store writable by the build group only through the daemon. */
 async function secureStore(p, priv) {
     await priv.run(p, WHY, 'chown', ['-R', 'root:root', '/nix']);
+    // The daemon refuses a world-writable /nix (a tmpfs or a hand-made directory often is).
+    await priv.run(p, WHY, 'chmod', ['0755', '/nix']);
     await priv.run(p, WHY, 'chgrp', [BUILD_GROUP, '/nix/store']);
     await priv.run(p, WHY, 'chmod', ['1775', '/nix/store']);
 }

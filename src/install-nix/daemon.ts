@@ -40,6 +40,8 @@ export async function ensureBuildUsers(p: Platform, priv: Privilege, count = bui
 /** Hands /nix to root with the store writable by the build group only through the daemon. */
 export async function secureStore(p: Platform, priv: Privilege): Promise<void> {
   await priv.run(p, WHY, 'chown', ['-R', 'root:root', '/nix']);
+  // The daemon refuses a world-writable /nix (a tmpfs or a hand-made directory often is).
+  await priv.run(p, WHY, 'chmod', ['0755', '/nix']);
   await priv.run(p, WHY, 'chgrp', [BUILD_GROUP, '/nix/store']);
   await priv.run(p, WHY, 'chmod', ['1775', '/nix/store']);
 }

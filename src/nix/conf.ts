@@ -82,7 +82,9 @@ function renderValue(name: string, value: NixConfValue): string {
     checkText(name, item);
     // Values are split on whitespace by Nix, so an item with a space would silently become two items.
     if (item.trim() === '' || /\s/.test(item.trim())) {
-      throw new InputError(`nix.conf setting '${name}' has an item with spaces or an empty item: ${JSON.stringify(item)}.`);
+      throw new InputError(
+        `nix.conf setting '${name}' has an item with spaces or an empty item: ${JSON.stringify(item)}.`,
+      );
     }
   }
   return value.map((v) => v.trim()).join(' ');

@@ -34,7 +34,9 @@ export function parseNixVersion(output: string): NixVersion {
   const line = output.trim().split('\n')[0]?.trim() ?? '';
   const m = VERSION_LINE.exec(line);
   if (!m) {
-    throw new Error(`Cannot parse the Nix version from ${JSON.stringify(line.slice(0, 200))}; expected e.g. 'nix (Nix) 2.24.0'.`);
+    throw new Error(
+      `Cannot parse the Nix version from ${JSON.stringify(line.slice(0, 200))}; expected e.g. 'nix (Nix) 2.24.0'.`,
+    );
   }
   return {
     program: m[1] ?? '',

@@ -73,7 +73,19 @@ export interface StepOptions {
   node?: string;
 }
 
-export type ActionOptions = Omit<StepOptions, 'step' | 'entry' | 'state'>;
+export type ActionOptions = Omit<StepOptions, 'step' | 'entry' | 'state'> & {
+  /** Shell commands run between main and post like `run:` steps (bash -e, main's env and PATH applied). */
+  steps?: string[];
+};
+
+export interface ShellStepResult {
+  command: string;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+}
 
 export interface StepResult extends ParsedCommands {
   step: 'main' | 'post';
@@ -102,6 +114,8 @@ export interface StepResult extends ParsedCommands {
 
 export interface ActionResult {
   main: StepResult;
+  /** Results of `steps`, in order. */
+  steps?: ShellStepResult[];
   /** Absent when action.yml has no post, or post-if excluded it. */
   post?: StepResult;
 }

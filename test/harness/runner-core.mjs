@@ -198,8 +198,12 @@ async function runStepIn(opts, step, actionDir, action, script, dirs) {
  * Resolves on exit; a grandchild that keeps stdout open (a daemon) gets STREAM_GRACE_MS, then is ignored.
  */
 function spawnStep(script, env, cwd, timeoutMs, node = process.execPath) {
+  return spawnProcess(node, [script], env, cwd, timeoutMs);
+}
+
+function spawnProcess(file, args, env, cwd, timeoutMs) {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(node, [script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const out = [];
     const err = [];
     child.stdout.on('data', (d) => out.push(d));
@@ -267,7 +271,8 @@ export async function runAction(opts) {
   try {
     const common = { ...opts, actionDir, workDir };
     const main = await runStep({ ...common, step: 'main' });
-    if (!action?.runs?.post || !postRuns(action, main)) return { main };
+    const steps = await runShellSteps(opts, main);
+    if (!action?.runs?.post || !postRuns(action, main)) return { main, steps };
     const post = await runStep({
       ...common,
       step: 'post',
@@ -275,8 +280,33 @@ export async function runAction(opts) {
       exportedEnv: { ...opts.exportedEnv, ...main.env },
       addedPath: [...(opts.addedPath ?? []), ...main.path],
     });
-    return { main, post };
+    return { main, steps, post };
   } finally {
     if (ownWorkDir && !opts.keepWorkDir) rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `run:` steps between main and post, as the runner runs them (`bash -e -c`, in the workspace), with what main
+ * exported through GITHUB_ENV and GITHUB_PATH. They run even when main failed, like `if: always()`, so a test can
+ * look at what a failed step left behind.
+ */
+async function runShellSteps(opts, main) {
+  const results = [];
+  for (const command of opts.steps ?? []) {
+    const env = {
+      PATH: prependPath([...(opts.addedPath ?? []), ...main.path], process.env.PATH),
+      HOME: main.dirs.home,
+      CI: 'true',
+      GITHUB_ACTIONS: 'true',
+      ...opts.env,
+      ...opts.exportedEnv,
+      ...main.env,
+      RUNNER_TEMP: main.dirs.temp,
+      GITHUB_WORKSPACE: main.dirs.workspace,
+    };
+    const r = await spawnProcess('/bin/bash', ['-e', '-c', command], env, main.dirs.workspace, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    results.push({ command, ...r });
+  }
+  return results;
 }

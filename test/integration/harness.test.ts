@@ -131,8 +131,16 @@ describe('runAction with the fixture', () => {
   });
 });
 
-// Mount namespaces need root; everything else in this file does not.
-const asRoot = process.getuid?.() === 0 ? it : it.skip;
+// Mount namespaces need root: without it these tests fail loudly rather than skip.
+const asRoot = (name: string, fn: () => Promise<void>, timeout?: number) =>
+  it(
+    name,
+    async () => {
+      if (process.getuid?.() !== 0) throw new Error('runActionInNamespace needs root (unshare -m): run the tests as root.');
+      await fn();
+    },
+    timeout,
+  );
 
 describe('runActionInNamespace', () => {
   asRoot('shares a tmpfs mounted in setup between main and post, and leaves nothing behind', async () => {

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # single-quoted code is meant for another shell or for Nix
 # Test fixtures for flake-ci's Nix handling (see test/setup/README.md).
 #
 #   bash test/setup/nix-fixtures.sh [--verify] [CACHE_DIR]
@@ -26,7 +27,9 @@ NIX_LINKS=(nix-store nix-build nix-env nix-instantiate nix-daemon nix-channel ni
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 
-log() { printf '[nix-fixtures] %s\n' "$*" >&2; }
+# Seconds since the outer invocation started (the namespace children inherit the start time).
+export NIX_FIXTURES_T0=${NIX_FIXTURES_T0:-$(date +%s)}
+log() { printf '[nix-fixtures %3ds] %s\n' "$(($(date +%s) - NIX_FIXTURES_T0))" "$*" >&2; }
 die() { printf '[nix-fixtures] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +258,7 @@ ensure_reloc() {
 
   check_version "$RELOC/bin/nix"
   check_version "$RELOC/bin/nix-store"
-  if LD_LIBRARY_PATH= ldd "$RELOC/bin/nix" | grep -v -e "$RELOC/lib/" -e linux-vdso | grep -q .; then
+  if LD_LIBRARY_PATH='' ldd "$RELOC/bin/nix" | grep -v -e "$RELOC/lib/" -e linux-vdso | grep -q .; then
     ldd "$RELOC/bin/nix" >&2
     die "relocated nix resolves libraries outside $RELOC/lib"
   fi

@@ -53,14 +53,17 @@ describe('renderNixConf', () => {
   });
 
   it('appends validated extra configuration last', () => {
-    const text = renderNixConf({ sandbox: true }, '\n# mine\nsandbox = relaxed\r\nextra-substituters = https://c.example\n');
+    const text = renderNixConf(
+      { sandbox: true },
+      '\n# mine\nsandbox = relaxed\r\nextra-substituters = https://c.example\n',
+    );
     expect(text).toBe('sandbox = true\n# mine\nsandbox = relaxed\nextra-substituters = https://c.example\n');
     expect(parseNixConf(text).values.sandbox).toBe('relaxed');
   });
 
   it('rejects bad names and values, naming the setting', () => {
-    expect(() => renderNixConf({ 'Max_Jobs': 1 })).toThrow(InputError);
-    expect(() => renderNixConf({ 'Max_Jobs': 1 })).toThrow(/"Max_Jobs"/);
+    expect(() => renderNixConf({ Max_Jobs: 1 })).toThrow(InputError);
+    expect(() => renderNixConf({ Max_Jobs: 1 })).toThrow(/"Max_Jobs"/);
     expect(() => renderNixConf({ 'post-build-hook': '/bin/x\nsandbox = false' })).toThrow(
       /'post-build-hook' must be a single line/,
     );
@@ -99,7 +102,9 @@ describe('upsertManagedBlock', () => {
   it('appends to a file without a block, keeping the rest untouched', () => {
     const existing = 'build-users-group = nixbld\n# user comment\nmax-jobs = 4';
     const out = upsertManagedBlock(existing, block);
-    expect(out).toBe(`build-users-group = nixbld\n# user comment\nmax-jobs = 4\n${BEGIN_MARKER}\n${block}\n${END_MARKER}\n`);
+    expect(out).toBe(
+      `build-users-group = nixbld\n# user comment\nmax-jobs = 4\n${BEGIN_MARKER}\n${block}\n${END_MARKER}\n`,
+    );
     expect(upsertManagedBlock('', block)).toBe(`${BEGIN_MARKER}\n${block}\n${END_MARKER}\n`);
   });
 
@@ -108,7 +113,9 @@ describe('upsertManagedBlock', () => {
     const once = upsertManagedBlock(before, `${block}\n\n`);
     expect(once).toBe(`a = 1\n${BEGIN_MARKER}\n${block}\n${END_MARKER}\nb = 2\n`);
     expect(upsertManagedBlock(once, block)).toBe(once);
-    expect(upsertManagedBlock(upsertManagedBlock('x = 1\n\n', block), block)).toBe(upsertManagedBlock('x = 1\n\n', block));
+    expect(upsertManagedBlock(upsertManagedBlock('x = 1\n\n', block), block)).toBe(
+      upsertManagedBlock('x = 1\n\n', block),
+    );
   });
 
   it('collapses duplicate blocks and handles an empty block', () => {

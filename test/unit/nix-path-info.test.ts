@@ -133,7 +133,11 @@ describe('parsePathInfo', () => {
   });
 
   it('uses the reported storeDir for base names', () => {
-    const json = JSON.stringify({ version: 2, storeDir: '/tmp/s/', info: { 'abc-x': { narSize: 1, references: ['abc-x'] } } });
+    const json = JSON.stringify({
+      version: 2,
+      storeDir: '/tmp/s/',
+      info: { 'abc-x': { narSize: 1, references: ['abc-x'] } },
+    });
     expect(parsePathInfo(json)[0]).toMatchObject({ path: '/tmp/s/abc-x', references: ['/tmp/s/abc-x'], narHash: '' });
   });
 

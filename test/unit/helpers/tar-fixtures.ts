@@ -131,6 +131,8 @@ export function walkTree(root: string): Map<string, TreeNode> {
       else if (st.isDirectory()) {
         out.set(r, { type: 'directory', mode, ino: st.ino });
         visit(r);
+      } else if (!st.isFile()) {
+        out.set(r, { type: 'file', mode, content: `special ${st.mode.toString(8)}`, ino: st.ino }); // never read a fifo
       } else {
         const content = createHash('sha256')
           .update(fs.readFileSync(join(root, r)))
