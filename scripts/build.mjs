@@ -14,7 +14,19 @@ for (const entry of entries) {
   const out = join(root, 'dist', entry);
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/@vercel/ncc/dist/ncc/cli.js'), 'build', join(root, 'src/entrypoints', `${entry}.ts`), '-o', out, '--license', 'licenses.txt', '-q', '--transpile-only', '--target', 'es2023'],
+    [
+      join(root, 'node_modules/@vercel/ncc/dist/ncc/cli.js'),
+      'build',
+      join(root, 'src/entrypoints', `${entry}.ts`),
+      '-o',
+      out,
+      '--license',
+      'licenses.txt',
+      '-q',
+      '--transpile-only',
+      '--target',
+      'es2023',
+    ],
     { stdio: 'inherit', cwd: root },
   );
   // ncc writes package.json {"type":"module"} for ESM output; make sure it is there so node treats index.js as ESM.

@@ -34,7 +34,12 @@ export class CommandError extends Error {
   }
 }
 
-export async function run(platform: Platform | undefined, file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function run(
+  platform: Platform | undefined,
+  file: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
   const line = opts.stream && platform ? (l: string) => platform.log(opts.stream as 'info' | 'debug', l) : undefined;
   platform?.log('debug', `run: ${[file, ...args].map((a) => JSON.stringify(a)).join(' ')}`);
   const res = await actionsExec.getExecOutput(file, [...args], {

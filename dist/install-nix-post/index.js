@@ -32132,6 +32132,7 @@ async function exec_run(platform, file, args, opts = {}) {
 
 
 
+
 const DEFAULT_PROFILE = '/nix/var/nix/profiles/default';
 const existing_DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
 function candidates(p) {
@@ -32160,8 +32161,14 @@ function executable(file) {
         return false;
     }
 }
+/** The Nix version from `nix --version` (for Determinate Nix, the Nix release it is based on, not its own). */
 function parseVersionLine(out) {
-    return /\b(\d+\.\d+(?:\.\d+)?)/.exec(out.split('\n')[0] ?? '')?.[1];
+    try {
+        return formatVersion(parseNixVersion(out));
+    }
+    catch {
+        return undefined;
+    }
 }
 async function findExistingNix(p) {
     const seen = new Set();

@@ -225,18 +225,23 @@ function paxNumber(pax: Map<string, string>, key: string, fallback: number, offs
 }
 
 interface BodyState {
+  path: string;
+  offset: number;
   remaining: number;
   started: boolean;
   stale: boolean;
 }
 
-async function* bodyChunks(r: ByteReader, st: BodyState, e: TarEntry): AsyncGenerator<Buffer> {
-  if (st.started) throw new Error(`tar: the body of '${e.path}' can be read only once`);
+const truncatedBody = (st: BodyState) =>
+  new Error(`tar: archive ends inside the body of '${st.path}' (header at offset ${st.offset})`);
+
+async function* bodyChunks(r: ByteReader, st: BodyState): AsyncGenerator<Buffer> {
+  if (st.started) throw new Error(`tar: the body of '${st.path}' can be read only once`);
   st.started = true;
-  if (st.stale && e.size > 0) throw new Error(`tar: the body of '${e.path}' was read after moving to the next entry`);
-  while (st.remaining > 0) {
+  while (st.remaining > 0 || st.stale) {
+    if (st.stale) throw new Error(`tar: the body of '${st.path}' was read after moving to the next entry`);
     const b = await r.some(st.remaining);
-    if (!b) throw new Error(`tar: archive ends inside the body of '${e.path}' (header at offset ${e.offset})`);
+    if (!b) throw truncatedBody(st);
     st.remaining -= b.length;
     yield b;
   }
@@ -293,36 +298,30 @@ export async function* readTar(source: TarSource): AsyncGenerator<TarEntry> {
       const type = entryType(h.typeflag, path);
       if (type === 'directory' && path.length > 1) path = path.replace(/\/+$/, '') || '/';
       const p = pax ?? new Map<string, string>();
-      const entry: TarEntry = {
+      const size = paxNumber(p, 'size', h.size, at, true);
+      const st: BodyState = { path, offset, remaining: size, started: false, stale: false };
+      yield {
         path,
         type,
         typeflag: h.typeflag,
         mode: h.mode,
-        size: paxNumber(p, 'size', h.size, at, true),
+        size,
         mtime: paxNumber(p, 'mtime', h.mtime, at, false),
         uid: paxNumber(p, 'uid', h.uid, at, true),
         gid: paxNumber(p, 'gid', h.gid, at, true),
         linkname: p.get('linkpath') || longLink || h.linkname,
         offset,
-        body: EMPTY_BODY,
+        body: { [Symbol.asyncIterator]: () => bodyChunks(r, st) },
       };
       longName = longLink = pax = metaOffset = undefined;
-      const st: BodyState = { remaining: entry.size, started: false, stale: false };
-      entry.body = { [Symbol.asyncIterator]: () => bodyChunks(r, st, entry) };
-      yield entry;
-      st.stale = true;
+      // The rest of an unread body is skipped now; reading it later must fail rather than end early.
+      st.stale = st.remaining > 0;
       const left = st.remaining;
       st.remaining = 0;
-      if ((await r.skip(left)) < left) {
-        throw new Error(`tar: archive ends inside the body of '${entry.path}' (header at offset ${offset})`);
-      }
-      await r.skip(padding(entry.size)); // a missing final padding is sloppy but harmless
+      if ((await r.skip(left)) < left) throw truncatedBody(st);
+      await r.skip(padding(size)); // a missing final padding is sloppy but harmless
     }
   } finally {
     await r.close();
   }
 }
-
-const EMPTY_BODY: AsyncIterable<Buffer> = {
-  async *[Symbol.asyncIterator]() {},
-};

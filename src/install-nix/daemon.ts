@@ -65,7 +65,8 @@ export async function startSystemdDaemon(p: Platform, priv: Privilege, nixStoreP
   const units = path.join(nixStorePath, 'lib/systemd/system');
   for (const unit of ['nix-daemon.socket', 'nix-daemon.service']) {
     const src = path.join(units, unit);
-    if (!existsSync(src)) throw new Error(`The release has no ${unit} at ${src}; cannot start the daemon with systemd.`);
+    if (!existsSync(src))
+      throw new Error(`The release has no ${unit} at ${src}; cannot start the daemon with systemd.`);
     await priv.run(p, WHY, 'ln', ['-sfn', src, `/etc/systemd/system/${unit}`]);
   }
   await priv.run(p, WHY, 'systemctl', ['daemon-reload']);

@@ -32,7 +32,10 @@ function retried<T>(p: Platform, fn: () => Promise<T>): Promise<T> {
   });
 }
 
-export async function resolveTarball(p: Platform, opts: { version: string; system: string; url: string; sha256: string }): Promise<TarballSpec> {
+export async function resolveTarball(
+  p: Platform,
+  opts: { version: string; system: string; url: string; sha256: string },
+): Promise<TarballSpec> {
   const url = opts.url || releaseUrl(opts.version, opts.system);
   if (opts.sha256) return { url, sha256: opts.sha256, checksumSource: 'input' };
   let published: string;

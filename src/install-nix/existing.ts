@@ -5,6 +5,7 @@
 import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../exec.js';
+import { formatVersion, parseNixVersion } from '../nix/version.js';
 import type { Platform } from '../platform/types.js';
 
 export interface ExistingNix {
@@ -44,8 +45,13 @@ function executable(file: string): boolean {
   }
 }
 
+/** The Nix version from `nix --version` (for Determinate Nix, the Nix release it is based on, not its own). */
 export function parseVersionLine(out: string): string | undefined {
-  return /\b(\d+\.\d+(?:\.\d+)?)/.exec(out.split('\n')[0] ?? '')?.[1];
+  try {
+    return formatVersion(parseNixVersion(out));
+  } catch {
+    return undefined;
+  }
 }
 
 export async function findExistingNix(p: Platform): Promise<ExistingNix | undefined> {

@@ -42,8 +42,10 @@ export function hostSupport(runner: Pick<RunnerContext, 'os' | 'arch'>): HostSup
     throw new InputError(
       'macOS is not supported yet by flake-ci install-nix (it needs a /nix APFS volume; planned). Use a Linux runner.',
     );
-  if (runner.os !== 'linux') throw new InputError(`Unsupported operating system '${runner.os}': flake-ci installs Nix on Linux.`);
+  if (runner.os !== 'linux')
+    throw new InputError(`Unsupported operating system '${runner.os}': flake-ci installs Nix on Linux.`);
   const arch = ARCHES[runner.arch];
-  if (!arch) throw new InputError(`Unsupported CPU architecture '${runner.arch}': Nix releases exist for x64 and arm64 Linux.`);
+  if (!arch)
+    throw new InputError(`Unsupported CPU architecture '${runner.arch}': Nix releases exist for x64 and arm64 Linux.`);
   return new LinuxHost(`${arch}-linux`);
 }

@@ -41,7 +41,9 @@ export function parseSha256(value: string, input = 'tarball-sha256'): string {
 export function parseInstallInputs(p: Platform): InstallInputs {
   const nixVersion = getString(p, 'nix-version', DEFAULT_NIX_VERSION);
   if (!/^\d+\.\d+(\.\d+)?$/.test(nixVersion))
-    throw new InputError(`Input 'nix-version' must be a Nix release such as ${DEFAULT_NIX_VERSION}; got '${nixVersion}'.`);
+    throw new InputError(
+      `Input 'nix-version' must be a Nix release such as ${DEFAULT_NIX_VERSION}; got '${nixVersion}'.`,
+    );
   const tarballUrl = getString(p, 'tarball-url');
   if (tarballUrl !== '' && !/^(https?|file):\/\//.test(tarballUrl))
     throw new InputError(`Input 'tarball-url' must be an https://, http:// or file:// URL; got '${tarballUrl}'.`);

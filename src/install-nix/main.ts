@@ -45,7 +45,10 @@ async function obtainNix(p: Platform, inputs: InstallInputs, system: string, pri
   if (existing) {
     p.log('info', `Using the Nix ${existing.version} already installed at ${existing.nix}.`);
     if (inputs.mode !== 'auto' && (inputs.mode === 'multi-user') !== existing.daemon)
-      p.log('warning', `mode: ${inputs.mode} was asked, but the existing Nix is ${existing.daemon ? 'multi' : 'single'}-user; kept as it is.`);
+      p.log(
+        'warning',
+        `mode: ${inputs.mode} was asked, but the existing Nix is ${existing.daemon ? 'multi' : 'single'}-user; kept as it is.`,
+      );
     return { binDir: existing.binDir, source: 'existing', multiUser: existing.daemon };
   }
   if (inputs.source === 'existing')
@@ -59,7 +62,10 @@ async function obtainNix(p: Platform, inputs: InstallInputs, system: string, pri
   const multiUser = inputs.mode === 'auto' ? !priv.isRoot : inputs.mode === 'multi-user';
   if (multiUser) priv.require('mode: multi-user');
   const t = await installFromTarball(p, inputs, system, priv);
-  p.log('info', `Installed Nix from ${t.source === 'tool-cache' ? 'the tool cache' : 'the release tarball'} (${t.added} new store paths).`);
+  p.log(
+    'info',
+    `Installed Nix from ${t.source === 'tool-cache' ? 'the tool cache' : 'the release tarball'} (${t.added} new store paths).`,
+  );
   return { binDir: path.join(DEFAULT_PROFILE, 'bin'), source: t.source, multiUser, nixStorePath: t.nixStorePath };
 }
 
@@ -67,15 +73,26 @@ async function kvmSetup(p: Platform, inputs: InstallInputs, priv: Privilege): Pr
   if (!inputs.kvm) return undefined;
   await ensureKvmAccess(p, { canWriteSystem: priv.canWriteSystem, sudo: priv.prefix });
   const probe = await probeKvm();
-  p.log(probe.usable || !probe.device ? 'info' : 'warning', `KVM: ${probe.usable ? 'usable' : 'not usable'} (${probe.reason})`);
+  p.log(
+    probe.usable || !probe.device ? 'info' : 'warning',
+    `KVM: ${probe.usable ? 'usable' : 'not usable'} (${probe.reason})`,
+  );
   return probe;
 }
 
-async function startDaemon(p: Platform, priv: Privilege, hasSystemd: boolean, nixStorePath: string): Promise<DaemonHandle> {
+async function startDaemon(
+  p: Platform,
+  priv: Privilege,
+  hasSystemd: boolean,
+  nixStorePath: string,
+): Promise<DaemonHandle> {
   await ensureBuildUsers(p, priv);
   await secureStore(p, priv);
   if (hasSystemd) return startSystemdDaemon(p, priv, nixStorePath);
-  const env: Record<string, string> = { PATH: `${path.join(nixStorePath, 'bin')}:/usr/bin:/bin`, TMPDIR: p.runner.temp };
+  const env: Record<string, string> = {
+    PATH: `${path.join(nixStorePath, 'bin')}:/usr/bin:/bin`,
+    TMPDIR: p.runner.temp,
+  };
   const certs = p.env('NIX_SSL_CERT_FILE');
   if (certs) env.NIX_SSL_CERT_FILE = certs;
   return spawnDaemon(p, priv, nixStorePath, env);
@@ -93,8 +110,18 @@ export async function main(p: Platform): Promise<void> {
 
   await p.group('Configure Nix', async () => {
     if (inputs.githubToken && p.runner.serverUrl)
-      state.secretsFile = await writeAccessTokens(p, path.join(p.runner.temp, 'flake-ci-nix-secrets'), p.runner.serverUrl, inputs.githubToken);
-    const block = managedBlock(inputs, { multiUser: nix.multiUser, user: currentUser(p), kvm, secretsFile: state.secretsFile });
+      state.secretsFile = await writeAccessTokens(
+        p,
+        path.join(p.runner.temp, 'flake-ci-nix-secrets'),
+        p.runner.serverUrl,
+        inputs.githubToken,
+      );
+    const block = managedBlock(inputs, {
+      multiUser: nix.multiUser,
+      user: currentUser(p),
+      kvm,
+      secretsFile: state.secretsFile,
+    });
     await writeNixConf(p, priv, confPath(p, priv), block);
     if (nix.multiUser && nix.nixStorePath) {
       const daemon = await startDaemon(p, priv, host.hasSystemd(), nix.nixStorePath);

@@ -33,11 +33,19 @@ export class Privilege {
 
   require(why: string): void {
     if (!this.canWriteSystem)
-      throw new InputError(`${why} needs root or passwordless sudo, and this job has neither. Run as root or allow 'sudo -n'.`);
+      throw new InputError(
+        `${why} needs root or passwordless sudo, and this job has neither. Run as root or allow 'sudo -n'.`,
+      );
   }
 
   /** Runs file with root rights (directly when root). */
-  async run(p: Platform, why: string, file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  async run(
+    p: Platform,
+    why: string,
+    file: string,
+    args: readonly string[],
+    opts: RunOptions = {},
+  ): Promise<RunResult> {
     this.require(why);
     const [cmd, ...rest] = [...this.prefix, file, ...args];
     return run(p, cmd as string, rest, opts);

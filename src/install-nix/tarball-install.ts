@@ -66,7 +66,11 @@ export async function installFromTarball(
     }
     try {
       const installed = await installRelease(p, release, created);
-      return { nixStorePath: installed.nixStorePath, source: cached ? 'tool-cache' : 'tarball', added: installed.added.length };
+      return {
+        nixStorePath: installed.nixStorePath,
+        source: cached ? 'tool-cache' : 'tarball',
+        added: installed.added.length,
+      };
     } finally {
       await removeStaging(staging);
     }

@@ -40,13 +40,18 @@ async function open(url: string, timeoutMs: number): Promise<Readable> {
   try {
     res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
-    const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
+    const cause =
+      e instanceof Error && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
     throw new TransientError(`Could not reach ${displayUrl(url)}: ${cause}`);
   }
   if (res.status === 429 || res.status >= 500) {
-    throw new TransientError(`${displayUrl(url)} answered ${res.status}`, parseRetryAfter(res.headers.get('retry-after')));
+    throw new TransientError(
+      `${displayUrl(url)} answered ${res.status}`,
+      parseRetryAfter(res.headers.get('retry-after')),
+    );
   }
-  if (!res.ok || !res.body) throw new HttpError(url, res.status, `${displayUrl(url)} answered ${res.status} ${res.statusText}`);
+  if (!res.ok || !res.body)
+    throw new HttpError(url, res.status, `${displayUrl(url)} answered ${res.status} ${res.statusText}`);
   return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
 }
 
@@ -85,7 +90,9 @@ export async function downloadToFile(url: string, file: string, timeoutMs = 10 *
   try {
     await pipeline(body, tap, createWriteStream(file, { mode: 0o600 }));
   } catch (e) {
-    throw new TransientError(`Download of ${displayUrl(url)} failed after ${bytes} bytes: ${e instanceof Error ? e.message : String(e)}`);
+    throw new TransientError(
+      `Download of ${displayUrl(url)} failed after ${bytes} bytes: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   return { sha256: hash.digest('hex'), bytes };
 }

@@ -12,7 +12,8 @@ export function getString(p: Platform, name: string, fallback = ''): string {
 
 export function getRequired(p: Platform, name: string): string {
   const v = p.getInput(name);
-  if (v === '') throw new InputError(`Input '${name}' is required but was empty. Set '${name}:' in the step's 'with:'.`);
+  if (v === '')
+    throw new InputError(`Input '${name}' is required but was empty. Set '${name}:' in the step's 'with:'.`);
   return v;
 }
 
@@ -46,7 +47,13 @@ export function getList(p: Platform, name: string): string[] {
 }
 
 /** Non-negative integer. */
-export function getInteger(p: Platform, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function getInteger(
+  p: Platform,
+  name: string,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const v = p.getInput(name);
   if (v === '') return fallback;
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)

@@ -305,7 +305,13 @@ async function runShellSteps(opts, main) {
       RUNNER_TEMP: main.dirs.temp,
       GITHUB_WORKSPACE: main.dirs.workspace,
     };
-    const r = await spawnProcess('/bin/bash', ['-e', '-c', command], env, main.dirs.workspace, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const r = await spawnProcess(
+      '/bin/bash',
+      ['-e', '-c', command],
+      env,
+      main.dirs.workspace,
+      opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    );
     results.push({ command, ...r });
   }
   return results;

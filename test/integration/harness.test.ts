@@ -136,7 +136,8 @@ const asRoot = (name: string, fn: () => Promise<void>, timeout?: number) =>
   it(
     name,
     async () => {
-      if (process.getuid?.() !== 0) throw new Error('runActionInNamespace needs root (unshare -m): run the tests as root.');
+      if (process.getuid?.() !== 0)
+        throw new Error('runActionInNamespace needs root (unshare -m): run the tests as root.');
       await fn();
     },
     timeout,

@@ -101,7 +101,9 @@ describe('install-nix from a release tarball', () => {
   it('refuses a wrong checksum and installs nothing', async () => {
     const r = await install({ 'tarball-sha256': '0'.repeat(64) }, ['ls -A /nix | wc -l']);
     expect(r.main.ok).toBe(false);
-    expect(r.main.annotations.map((a) => a.message).join('\n')).toMatch(/Checksum mismatch.*expected sha256 0{64}.*Nothing was installed/s);
+    expect(r.main.annotations.map((a) => a.message).join('\n')).toMatch(
+      /Checksum mismatch.*expected sha256 0{64}.*Nothing was installed/s,
+    );
     expect(r.steps?.[0]?.stdout.trim()).toBe('0');
   });
 

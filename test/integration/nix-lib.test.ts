@@ -1,8 +1,9 @@
 /**
  * The src/nix library against real Nix binaries, each with its own throwaway store (`--store DIR`; the host /nix is
  * never touched, and Nix 2.34 upgrades the store schema, so no store is shared between versions).
- * Debian's Nix 2.8 at /usr/bin/nix always runs; a current Nix runs too when FLAKE_CI_NIX234 names its directory (or
- * its `nix` binary). The same assertions run for each.
+ * Debian's Nix 2.8 at /usr/bin/nix and the relocated Nix 2.34.8 that test/setup/nix-fixtures.sh makes both run
+ * (FLAKE_CI_NIX234 may name another current Nix: a directory holding `nix`, or the binary). The same assertions run
+ * for each; a missing fixture fails loudly.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as fs from 'node:fs';
@@ -14,6 +15,7 @@ import { BuildLogTracker } from '../../src/nix/log-tracker.js';
 import { parsePathInfo } from '../../src/nix/path-info.js';
 import { atLeast, formatVersion } from '../../src/nix/version.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
+import { NIX234_BIN } from '../support/fixtures.js';
 
 interface Binary {
   name: string;
@@ -23,8 +25,8 @@ interface Binary {
 }
 
 function nix234(): Binary[] {
-  const given = process.env.FLAKE_CI_NIX234;
-  if (!given) return [];
+  const given = process.env.FLAKE_CI_NIX234 || NIX234_BIN;
+  if (!fs.existsSync(given)) throw new Error(`${given} is missing: run 'bash test/setup/nix-fixtures.sh'.`);
   const isDir = fs.existsSync(given) && fs.statSync(given).isDirectory();
   if (!isDir && path.basename(given) !== 'nix') {
     throw new Error(`FLAKE_CI_NIX234 must name a directory holding 'nix' or the 'nix' binary itself, got ${given}.`);

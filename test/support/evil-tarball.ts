@@ -7,7 +7,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, symlinkSync, chmodSync } from 'node:fs';
 import * as path from 'node:path';
 
-export async function makeEvilTarball(real: string, scratch: string): Promise<{ file: string; sha256: string; entry: string }> {
+export async function makeEvilTarball(
+  real: string,
+  scratch: string,
+): Promise<{ file: string; sha256: string; entry: string }> {
   const dir = mkdtempSync(path.join(scratch, 'evil-'));
   execFileSync('tar', ['-xJf', real, '-C', dir]);
   const top = readdirSync(dir)[0] as string;

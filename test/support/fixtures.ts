@@ -13,7 +13,9 @@ export const NIX234_BIN = path.join(CACHE, 'nix-2.34.8', 'bin');
 export function requireFixtures(): { tarball: string; sha256: string } {
   const tarball = path.join(RELEASE_DIR, TARBALL_NAME);
   if (!existsSync(tarball) || !existsSync(`${tarball}.sha256`) || !existsSync(path.join(NIX234_BIN, 'nix')))
-    throw new Error(`Nix fixtures missing under ${CACHE}: run 'bash test/setup/nix-fixtures.sh' (or 'bash .ci/setup').`);
+    throw new Error(
+      `Nix fixtures missing under ${CACHE}: run 'bash test/setup/nix-fixtures.sh' (or 'bash .ci/setup').`,
+    );
   return { tarball, sha256: readFileSync(`${tarball}.sha256`, 'utf8').trim() };
 }
 

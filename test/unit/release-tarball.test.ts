@@ -88,7 +88,7 @@ describe('extractRelease', () => {
     expectSameStore();
     for (const seed of [1, 2]) {
       stage = fs.mkdtempSync(join(root, 'stage-'));
-      expectContents(await extractRelease(chunked(archive, seed, 3000), stage, { concurrency: 3 }));
+      expectContents(await extractRelease(chunked(archive, seed, 3000), stage));
       expectSameStore();
     }
   });
@@ -123,13 +123,16 @@ describe('extractRelease', () => {
 
   it('falls back to the nix-<version> and nss-cacert store paths when the script does not name them', async () => {
     const archive = craftTar([
-      { name: `${TOP}/install`, body: '#!/bin/sh\n' },
-      { name: `${TOP}/.reginfo`, body: reginfo([NIX]) },
+      { name: `${TOP}/.reginfo`, body: reginfo([NIX]) }, // and no install script at all
       { name: `${TOP}/store/${NIX}/bin/nix`, body: 'x', mode: 0o555 },
       { name: `${TOP}/store/${CACERT}`, body: 'c' },
     ]);
     const c = await extractRelease([archive], stage);
-    expect([c.nixStorePath, c.cacertStorePath]).toEqual([`/nix/store/${NIX}`, `/nix/store/${CACERT}`]);
+    expect([c.nixStorePath, c.cacertStorePath, c.installScript]).toEqual([
+      `/nix/store/${NIX}`,
+      `/nix/store/${CACERT}`,
+      '',
+    ]);
     expect(fs.statSync(join(stage, 'store', NIX, 'bin/nix')).mode & 0o777).toBe(0o555);
   });
 
@@ -206,127 +209,55 @@ function tarOf(spec: Parameters<typeof writeTree>[1], ...members: string[]): Buf
 }
 
 describe('extractRelease refuses unsafe archives', () => {
-  const store = `${TOP}/store/${H}`;
-  const cases: [string, () => Buffer, string, RegExp][] = [
-    ['../evil', () => craftTar([{ name: '../evil', body: 'x' }]), '../evil', /'\.\.' component/],
+  const S = `${TOP}/store/${H}`;
+  const link = (name: string, linkname: string, type = '2'): CraftEntry => ({ name, type, linkname });
+  // Crafted archives (GNU tar will not write most of these): the prelude, then the offending entries; the error must
+  // name the last entry unless the case names another.
+  const crafted: [string, CraftEntry[], RegExp, string?][] = [
+    ['../evil', [{ name: '../evil', body: 'x' }], /'\.\.' component/],
+    ['.. inside a store path', [{ name: `${S}/../../../evil`, body: 'x' }], /'\.\.'/],
+    ['/etc/passwd', [{ name: '/etc/passwd', body: 'root::0:0::/:/bin/sh\n' }], /absolute/],
+    ['hard link to /etc/passwd', [link(`${S}/pw`, '/etc/passwd', '1')], /hard link/],
+    ['hard link outside store/', [link(`${S}/i`, `${TOP}/install`, '1')], /hard link/],
+    ['hard link forward', [link(`${S}/a`, `${S}/b`, '1'), { name: `${S}/b` }], /extracted before/, `${S}/a`],
+    ['bad base32', [{ name: `${TOP}/store/${'e'.repeat(32)}-x` }], /not a store path name/],
+    ['top-level file', [{ name: 'README', body: 'x' }], /second top-level/],
+    ['directory beside store/', [{ name: `${TOP}/docs/`, type: '5' }], /only regular files/, `${TOP}/docs`],
+    ['install as a symlink', [link(`${TOP}/install`, '/bin/sh')], /only regular files/],
+    ['fifo', [{ name: `${S}/fifo`, type: '6' }], /unsupported type '6'/],
+    ['char device', [{ name: `${S}/null`, type: '3' }], /unsupported type '3'/],
     [
-      '.. inside',
-      () => craftTar([...prelude, { name: `${store}/../../../evil`, body: 'x' }]),
-      `${store}/../../../evil`,
-      /'\.\.'/,
-    ],
-    [
-      '/etc/passwd',
-      () => craftTar([{ name: '/etc/passwd', body: 'root::0:0::/:/bin/sh\n' }]),
-      '/etc/passwd',
-      /absolute/,
-    ],
-    [
-      'abs symlink',
-      () => tarOf({ [`${store}/bin/sh`]: { link: '/etc/passwd' } }),
-      `${store}/bin/sh`,
-      /leaves \/nix\/store: resolves to \/etc\/passwd/,
-    ],
-    [
-      'rel symlink',
-      () => tarOf({ [`${store}/etc`]: { link: '../../../../etc' } }),
-      `${store}/etc`,
-      /resolves to \/etc/,
-    ],
-    [
-      'hardlink /etc/passwd',
-      () => craftTar([...prelude, { name: `${store}/pw`, type: '1', linkname: '/etc/passwd' }]),
-      `${store}/pw`,
-      /hard link/,
-    ],
-    [
-      'hardlink outside store',
-      () => craftTar([...prelude, { name: `${store}/i`, type: '1', linkname: `${TOP}/install` }]),
-      `${store}/i`,
-      /hard link/,
-    ],
-    [
-      'hardlink forward',
-      () => craftTar([...prelude, { name: `${store}/a`, type: '1', linkname: `${store}/b` }, { name: `${store}/b` }]),
-      `${store}/a`,
-      /extracted before/,
-    ],
-    [
-      'not a store path',
-      () => tarOf({ [`${TOP}/store/not-a-store-path`]: 'x' }),
-      `${TOP}/store/not-a-store-path`,
-      /not a store path name/,
-    ],
-    [
-      'bad base32',
-      () => craftTar([{ name: `${TOP}/store/${'e'.repeat(32)}-x` }]),
-      `${TOP}/store/${'e'.repeat(32)}-x`,
-      /not a store path name/,
-    ],
-    ['two top dirs', () => tarOf({ 'other/x': 'y' }, TOP, 'other'), 'other', /second top-level/],
-    ['top-level file', () => craftTar([...prelude, { name: 'README', body: 'x' }]), 'README', /second top-level/],
-    [
-      'dir beside store',
-      () => craftTar([...prelude, { name: `${TOP}/docs/`, type: '5' }]),
-      `${TOP}/docs`,
-      /only regular files/,
-    ],
-    [
-      'install symlink',
-      () => craftTar([{ name: `${TOP}/install`, type: '2', linkname: '/bin/sh' }]),
-      `${TOP}/install`,
-      /only regular files/,
-    ],
-    [
-      'fifo',
-      () => craftTar([...prelude, { name: `${store}/fifo`, type: '6' }]),
-      `${store}/fifo`,
-      /unsupported type '6'/,
-    ],
-    [
-      'char device',
-      () => craftTar([...prelude, { name: `${store}/null`, type: '3' }]),
-      `${store}/null`,
-      /unsupported type '3'/,
-    ],
-    [
-      'write through symlink',
-      () =>
-        craftTar([
-          ...prelude,
-          { name: `${store}/l`, type: '2', linkname: `/nix/store/${NIX}` },
-          { name: `${store}/l/f`, body: 'x' },
-        ]),
-      `${store}/l/f`,
+      'write through a symlink',
+      [link(`${S}/l`, `/nix/store/${NIX}`), { name: `${S}/l/f` }],
       /parent .*\/l is a symlink/,
     ],
+    ['file replaced by a symlink', [link(`${S}/bin/ok`, '/etc/shadow')], /same path/],
+    ['duplicate file', [{ name: `${S}/bin/ok`, body: 'again' }], /same path/],
+    // Each link looks inside when checked alone; only resolved through `up` does `esc` reach `/`.
     [
-      'duplicate',
-      () => craftTar([...prelude, { name: `${store}/bin/ok`, type: '2', linkname: '/etc/shadow' }]),
-      `${store}/bin/ok`,
-      /same path|leaves/,
-    ],
-    [
-      'duplicate file',
-      () => craftTar([...prelude, { name: `${store}/bin/ok`, body: 'again' }]),
-      `${store}/bin/ok`,
-      /same path/,
-    ],
-    [
-      'escape through a later symlink',
-      // Each link looks inside when checked alone; only resolved through `up` does `esc` reach `/`.
-      () =>
-        craftTar([
-          ...prelude,
-          { name: `${store}/a/b/esc`, type: '2', linkname: 'up/../../../..' },
-          { name: `${store}/a/b/up`, type: '2', linkname: '../../..' },
-        ]),
-      `${store}/a/b/esc`,
+      'escape via a later symlink',
+      [link(`${S}/a/b/esc`, 'up/../../../..'), link(`${S}/a/b/up`, '../../..')],
       /resolves to \/$/,
+      `${S}/a/b/esc`,
     ],
   ];
-  for (const [title, make, entry, why] of cases) it(title, () => expectRejected(make(), entry, why));
+  for (const [title, extra, why, entry] of crafted) {
+    const name = entry ?? (extra[extra.length - 1] as CraftEntry).name;
+    it(title, () => expectRejected(craftTar([...prelude, ...extra]), name, why));
+  }
 
+  // Archived from real trees by GNU tar.
+  it('absolute symlink', () =>
+    expectRejected(tarOf({ [`${S}/bin/sh`]: { link: '/etc/passwd' } }), `${S}/bin/sh`, /resolves to \/etc\/passwd/));
+  it('relative symlink', () =>
+    expectRejected(tarOf({ [`${S}/etc`]: { link: '../../../../etc' } }), `${S}/etc`, /resolves to \/etc/));
+  it('not a store path', () =>
+    expectRejected(
+      tarOf({ [`${TOP}/store/not-a-store-path`]: 'x' }),
+      `${TOP}/store/not-a-store-path`,
+      /store path name/,
+    ));
+  it('two top directories', () => expectRejected(tarOf({ 'other/x': 'y' }, TOP, 'other'), 'other', /second top-level/));
   it('refuses a real fifo archived by GNU tar', async () => {
     const d = fs.mkdtempSync(join(root, 'fifo-'));
     fs.mkdirSync(join(d, TOP, 'store', H), { recursive: true });

@@ -159,6 +159,12 @@ describe('readTar on archives written by GNU tar', () => {
     for await (const e of readTar([archive])) list.push(e);
     await expect(readAll((list[0] as TarEntry).body)).rejects.toThrow(/after moving to the next entry/);
     await expect(readAll((list[1] as TarEntry).body)).resolves.toHaveLength(0);
+    // A body abandoned half way and resumed after the reader moved on must fail, not end early.
+    const it = readTar(chunked(gnuTar(['-C', src, '-cf', '-', 'data/big.bin', 'a.txt']), 2, 4096));
+    const first = ((await it.next()).value as TarEntry).body[Symbol.asyncIterator]();
+    await first.next();
+    expect(((await it.next()).value as TarEntry).path).toBe('a.txt');
+    await expect(first.next()).rejects.toThrow(/after moving to the next entry/);
   });
 });
 
