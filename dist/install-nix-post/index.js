@@ -32318,6 +32318,10 @@ class Privilege {
         this.uid = uid;
         this.gid = gid;
     }
+    /** For tests and callers that already know. */
+    static of(isRoot, hasSudo) {
+        return new Privilege(isRoot, hasSudo, isRoot ? 0 : 1000, isRoot ? 0 : 1000);
+    }
     static async detect(p) {
         const uid = process.getuid?.() ?? -1;
         const gid = process.getgid?.() ?? -1;

@@ -35903,8 +35903,10 @@ function exportEnvironment(p, opts) {
 const ARCHES = { x64: 'x86_64', arm64: 'aarch64' };
 class LinuxHost {
     system;
-    constructor(system) {
+    selinuxEnforce;
+    constructor(system, selinuxEnforce = '/sys/fs/selinux/enforce') {
         this.system = system;
+        this.selinuxEnforce = selinuxEnforce;
     }
     hasSystemd() {
         return (0,external_node_fs_namespaceObject.existsSync)('/run/systemd/system');
@@ -35912,7 +35914,7 @@ class LinuxHost {
     checkInstallable() {
         let enforce = '';
         try {
-            enforce = (0,external_node_fs_namespaceObject.readFileSync)('/sys/fs/selinux/enforce', 'utf8').trim();
+            enforce = (0,external_node_fs_namespaceObject.readFileSync)(this.selinuxEnforce, 'utf8').trim();
         }
         catch {
             return; // no SELinux
@@ -35922,7 +35924,7 @@ class LinuxHost {
                 "Use 'source: existing' with a Nix installed by the system's package manager, or set SELinux to permissive.");
     }
 }
-function hostSupport(runner) {
+function hostSupport(runner, probes = {}) {
     if (runner.os === 'darwin')
         throw new errors_InputError('macOS is not supported yet by flake-ci install-nix (it needs a /nix APFS volume; planned). Use a Linux runner.');
     if (runner.os !== 'linux')
@@ -35930,7 +35932,7 @@ function hostSupport(runner) {
     const arch = ARCHES[runner.arch];
     if (!arch)
         throw new errors_InputError(`Unsupported CPU architecture '${runner.arch}': Nix releases exist for x64 and arm64 Linux.`);
-    return new LinuxHost(`${arch}-linux`);
+    return new LinuxHost(`${arch}-linux`, probes.selinuxEnforce);
 }
 
 ;// CONCATENATED MODULE: ./src/platform/inputs.ts
@@ -36454,6 +36456,10 @@ class Privilege {
         this.hasSudo = hasSudo;
         this.uid = uid;
         this.gid = gid;
+    }
+    /** For tests and callers that already know. */
+    static of(isRoot, hasSudo) {
+        return new Privilege(isRoot, hasSudo, isRoot ? 0 : 1000, isRoot ? 0 : 1000);
     }
     static async detect(p) {
         const uid = process.getuid?.() ?? -1;
@@ -37105,7 +37111,7 @@ async function extractRelease(tarStream, stagingDir, opts = {}) {
     const x = new Extractor(storeDir);
     let top;
     let reginfo;
-    let installScript;
+    let installScript = '';
     try {
         for await (const e of readTar(tarStream)) {
             const name = splitEntryName(e.path);
@@ -37151,8 +37157,6 @@ async function extractRelease(tarStream, stagingDir, opts = {}) {
             throw new Error('The Nix release tarball is empty.');
         if (reginfo === undefined)
             throw new Error(`The Nix release tarball has no ${top}/.reginfo.`);
-        if (installScript === undefined)
-            throw new Error(`The Nix release tarball has no ${top}/install.`);
         const storePaths = [...x.storePaths].sort();
         for (const p of reginfoPaths(reginfo)) {
             if (external_node_path_namespaceObject.posix.dirname(p) !== STORE || !x.storePaths.has(external_node_path_namespaceObject.posix.basename(p))) {
@@ -37198,7 +37202,7 @@ function reginfoPaths(text) {
     const lines = text.split('\n');
     const paths = [];
     let i = 0;
-    for (; i < lines.length && lines[i] !== '';) {
+    while (i < lines.length && lines[i] !== '') {
         const n = Number(lines[i + 4]);
         if (!/^\d+$/.test(lines[i + 4] ?? '') || i + 5 + n > lines.length) {
             throw new Error(`Malformed .reginfo in the Nix release tarball near line ${i + 1}.`);

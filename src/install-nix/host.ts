@@ -18,14 +18,17 @@ export interface HostSupport {
 const ARCHES: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
 
 class LinuxHost implements HostSupport {
-  constructor(readonly system: string) {}
+  constructor(
+    readonly system: string,
+    private readonly selinuxEnforce = '/sys/fs/selinux/enforce',
+  ) {}
   hasSystemd(): boolean {
     return existsSync('/run/systemd/system');
   }
   checkInstallable(): void {
     let enforce = '';
     try {
-      enforce = readFileSync('/sys/fs/selinux/enforce', 'utf8').trim();
+      enforce = readFileSync(this.selinuxEnforce, 'utf8').trim();
     } catch {
       return; // no SELinux
     }
@@ -37,7 +40,10 @@ class LinuxHost implements HostSupport {
   }
 }
 
-export function hostSupport(runner: Pick<RunnerContext, 'os' | 'arch'>): HostSupport {
+export function hostSupport(
+  runner: Pick<RunnerContext, 'os' | 'arch'>,
+  probes: { selinuxEnforce?: string } = {},
+): HostSupport {
   if (runner.os === 'darwin')
     throw new InputError(
       'macOS is not supported yet by flake-ci install-nix (it needs a /nix APFS volume; planned). Use a Linux runner.',
@@ -47,5 +53,5 @@ export function hostSupport(runner: Pick<RunnerContext, 'os' | 'arch'>): HostSup
   const arch = ARCHES[runner.arch];
   if (!arch)
     throw new InputError(`Unsupported CPU architecture '${runner.arch}': Nix releases exist for x64 and arm64 Linux.`);
-  return new LinuxHost(`${arch}-linux`);
+  return new LinuxHost(`${arch}-linux`, probes.selinuxEnforce);
 }

@@ -14,6 +14,11 @@ export class Privilege {
     readonly gid: number,
   ) {}
 
+  /** For tests and callers that already know. */
+  static of(isRoot: boolean, hasSudo: boolean): Privilege {
+    return new Privilege(isRoot, hasSudo, isRoot ? 0 : 1000, isRoot ? 0 : 1000);
+  }
+
   static async detect(p: Platform): Promise<Privilege> {
     const uid = process.getuid?.() ?? -1;
     const gid = process.getgid?.() ?? -1;

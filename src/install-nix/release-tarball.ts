@@ -148,7 +148,7 @@ export function reginfoPaths(text: string): string[] {
   const lines = text.split('\n');
   const paths: string[] = [];
   let i = 0;
-  for (; i < lines.length && lines[i] !== '';) {
+  while (i < lines.length && lines[i] !== '') {
     const n = Number(lines[i + 4]);
     if (!/^\d+$/.test(lines[i + 4] ?? '') || i + 5 + n > lines.length) {
       throw new Error(`Malformed .reginfo in the Nix release tarball near line ${i + 1}.`);

@@ -107,7 +107,15 @@ describe('install-nix from a release tarball', () => {
     expect(r.steps?.[0]?.stdout.trim()).toBe('0');
   });
 
-  it('names an unknown version', async () => {
+  it('names a missing tarball URL', async () => {
+    const r = await install({ 'tarball-url': `${server.url}/nix-9.9.9.tar.xz`, 'tarball-sha256': '1'.repeat(64) }, []);
+    expect(r.main.ok).toBe(false);
+    expect(r.main.stdout).toContain(`${server.url}/nix-9.9.9.tar.xz does not exist (404)`);
+    const noSum = await install({ 'tarball-url': `${server.url}/nix-9.9.9.tar.xz` }, []);
+    expect(noSum.main.stdout).toContain(`No published checksum at ${server.url}/nix-9.9.9.tar.xz.sha256`);
+  });
+
+  it('names an unreachable release URL', async () => {
     const r = await install({ 'nix-version': '2.99.0', 'tarball-url': '' }, [], {});
     // The default URL points at releases.nixos.org, which this machine cannot reach: the error names the URL.
     expect(r.main.ok).toBe(false);
@@ -169,6 +177,15 @@ describe('install-nix over an existing Nix', () => {
     expect(r.steps?.map((s) => s.exitCode)).toEqual([0, 0, 0]);
     expect(r.steps?.[2]?.stdout.trim()).toBe('1');
     expect(server.requests.size).toBeGreaterThanOrEqual(0);
+  });
+
+  it("installs the distribution's package with source: distro and warns that it may be old", async () => {
+    requireCommand('/usr/bin/apt-get', 'apt');
+    const r = await install({ source: 'distro', sandbox: 'false' }, ['nix --version']);
+    expect(r.main.ok).toBe(true);
+    expect(r.main.outputs).toMatchObject({ source: 'distro', 'nix-version': '2.8.0' });
+    expect(r.main.annotations.map((a) => a.message).join('\n')).toMatch(/distribution's Nix 2\.8\.0; it may be older/);
+    expect(r.steps?.[0]?.stdout).toContain('2.8.0');
   });
 
   it('fails clearly when asked for an existing Nix and there is none', async () => {

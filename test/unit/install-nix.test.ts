@@ -6,7 +6,11 @@ import { parseVersionLine } from '../../src/install-nix/existing.js';
 import { hostSupport } from '../../src/install-nix/host.js';
 import { DEFAULT_NIX_VERSION, parseInstallInputs, parseSha256 } from '../../src/install-nix/inputs.js';
 import type { KvmProbe } from '../../src/install-nix/kvm.js';
+import { Privilege } from '../../src/install-nix/privilege.js';
 import { cacheVersion } from '../../src/install-nix/tool-cache.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { upsertManagedBlock } from '../../src/nix/conf.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
 
@@ -153,5 +157,29 @@ describe('versions, hosts and keys', () => {
     expect(() => hostSupport({ os: 'darwin', arch: 'arm64' })).toThrow(/macOS is not supported yet/);
     expect(() => hostSupport({ os: 'linux', arch: 'ia32' })).toThrow(/Unsupported CPU architecture 'ia32'/);
     expect(() => hostSupport({ os: 'win32', arch: 'x64' })).toThrow(InputError);
+  });
+});
+
+describe('privileges and host checks', () => {
+  it('says when root or sudo is needed and there is neither', async () => {
+    const p = new RecordingPlatform();
+    const none = Privilege.of(false, false);
+    expect(none.canWriteSystem).toBe(false);
+    await expect(none.run(p, 'mode: multi-user', 'true', [])).rejects.toThrow(
+      "mode: multi-user needs root or passwordless sudo, and this job has neither. Run as root or allow 'sudo -n'.",
+    );
+    expect(Privilege.of(false, true).prefix).toEqual(['sudo', '-n']);
+    expect(Privilege.of(true, false).prefix).toEqual([]);
+  });
+
+  it('refuses SELinux enforcing and accepts permissive', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'selinux-'));
+    const file = path.join(dir, 'enforce');
+    writeFileSync(file, '1\n');
+    expect(() => hostSupport({ os: 'linux', arch: 'x64' }, { selinuxEnforce: file }).checkInstallable()).toThrow(
+      /SELinux is enforcing/,
+    );
+    writeFileSync(file, '0\n');
+    expect(() => hostSupport({ os: 'linux', arch: 'x64' }, { selinuxEnforce: file }).checkInstallable()).not.toThrow();
   });
 });
