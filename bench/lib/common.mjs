@@ -1,7 +1,7 @@
 // Shared by the benchmarks (and scripts/demo.mjs): fixtures, a tiny HTTP server, the namespace runner, /usr/bin/time.
 // It lives in bench/lib/ so bench/run.mjs, which runs every bench/*.mjs, does not mistake it for a benchmark.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -62,6 +62,23 @@ export function scratchDir(prefix) {
   const base = join(REPO_ROOT, '.flake-ci-test');
   mkdirSync(base, { recursive: true });
   return mkdtempSync(join(base, prefix));
+}
+
+/**
+ * A private copy of dist/ for the harness's `distRoot`: `npm run build` starts with `rm -rf dist`, so a build in
+ * another terminal would otherwise fail runs in the middle of a benchmark. Waits (up to a minute) for a build in
+ * progress to finish: each entry's package.json is written after its index.js.
+ */
+export async function snapshotDist(scratch) {
+  const dist = join(REPO_ROOT, 'dist');
+  const entries = readdirSync(join(REPO_ROOT, 'src/entrypoints')).map((f) => f.replace(/\.ts$/, ''));
+  for (let waited = 0; !entries.every((e) => existsSync(join(dist, e, 'package.json'))); waited += 500) {
+    if (waited > 60_000) throw new Error(`${dist} is incomplete: run 'npm run build'`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const copy = join(scratch, 'dist');
+  cpSync(dist, copy, { recursive: true });
+  return copy;
 }
 
 export const shellQuote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;

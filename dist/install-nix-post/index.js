@@ -32236,6 +32236,8 @@ async function secureStore(p, priv) {
     await priv.run(p, WHY, 'chown', ['-R', 'root:root', '/nix']);
     // The daemon refuses a world-writable /nix (a tmpfs or a hand-made directory often is).
     await priv.run(p, WHY, 'chmod', ['0755', '/nix']);
+    // nix-daemon.service has ConditionPathIsReadWrite on this directory: without it systemd skips the daemon.
+    await priv.run(p, WHY, 'mkdir', ['-p', '-m', '0755', path.dirname(DAEMON_SOCKET)]);
     await priv.run(p, WHY, 'chgrp', [BUILD_GROUP, '/nix/store']);
     await priv.run(p, WHY, 'chmod', ['1775', '/nix/store']);
 }
