@@ -13,11 +13,13 @@ b.requireBenchTools();
 const scratch = b.scratchDir('bench-tarball-');
 const server = await b.serveDirectory(b.RELEASE_DIR);
 try {
+  const distRoot = await b.snapshotDist(scratch);
   const install = async (kvm, i) => {
     const timeFile = join(scratch, `ours-${kvm}-${i}.time`);
     const r = await b.runInNamespace(
       {
         action: 'install-nix',
+        distRoot,
         inputs: { source: 'tarball', 'tarball-url': `${server.url}/${b.TARBALL_NAME}`, 'tool-cache': 'false', kvm },
       },
       b.isolation(scratch),
@@ -47,7 +49,9 @@ try {
   const baseMs = b.median(base.map((r) => r.ms));
   const mem = `peak RSS ours ${b.mib(Math.max(...ours.map((r) => r.rss)))}, baseline ${b.mib(Math.max(...base.map((r) => r.rss)))}`;
   b.report('install-tarball', oursMs, baseMs, `median of ${REPS}, kvm false; goal ratio <= ${GOAL}; ${mem}`);
-  console.log(`  runs ours: ${ours.map((r) => b.secs(r.ms)).join(' ')} s; baseline: ${base.map((r) => b.secs(r.ms)).join(' ')} s`);
+  console.log(
+    `  runs ours: ${ours.map((r) => b.secs(r.ms)).join(' ')} s; baseline: ${base.map((r) => b.secs(r.ms)).join(' ')} s`,
+  );
 
   // The probe runs a tiny guest (up to its 3 s deadline); report what it adds on top of the install.
   const withKvm = await install('true', 'kvm');

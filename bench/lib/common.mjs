@@ -1,7 +1,18 @@
-// Shared by the benchmarks (and scripts/demo.mjs): fixtures, a tiny HTTP server, the namespace runner, /usr/bin/time.
+// Shared by the benchmarks and scripts/demo.mjs: fixtures, a tiny HTTP server, the namespace runner, /usr/bin/time.
 // It lives in bench/lib/ so bench/run.mjs, which runs every bench/*.mjs, does not mistake it for a benchmark.
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -24,7 +35,8 @@ export function requireBenchTools() {
   requireCommand(TIME, 'time');
   requireCommand('/usr/bin/unshare', 'util-linux');
   requireCommand('/usr/bin/xz', 'xz-utils');
-  if (!existsSync(TARBALL)) throw new Error(`${TARBALL} is missing: run 'bash .ci/setup' (or test/setup/nix-fixtures.sh)`);
+  if (!existsSync(TARBALL))
+    throw new Error(`${TARBALL} is missing: run 'bash .ci/setup' (or test/setup/nix-fixtures.sh)`);
   if (process.getuid?.() !== 0) throw new Error('benchmarks need root (private mount namespaces, tmpfs /nix)');
 }
 
@@ -39,14 +51,18 @@ export const mib = (kb) => (kb === undefined ? '?' : `${(kb / 1024).toFixed(0)} 
 /** The one line format bench/run.mjs collects into its summary (TESTING.md, Benchmarks). */
 export function report(name, oursMs, baseMs, extra = '') {
   const ratio = (oursMs / baseMs).toFixed(2);
-  console.log(`${name}: ours ${secs(oursMs)} s, baseline ${secs(baseMs)} s, ratio ${ratio}${extra ? ` (${extra})` : ''}`);
+  console.log(
+    `${name}: ours ${secs(oursMs)} s, baseline ${secs(baseMs)} s, ratio ${ratio}${extra ? ` (${extra})` : ''}`,
+  );
 }
 
 /** Serves one directory on 127.0.0.1, in process, so the download is real HTTP without leaving the machine. */
 export async function serveDirectory(root) {
   const server = createServer((req, res) => {
-    const file = join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/\.\.+/g, ''));
-    if (!existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end('not found');
+    // URL parsing already resolves `..`; the prefix check is the belt to those braces.
+    const file = join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    if (!file.startsWith(`${root}/`) || !existsSync(file) || !statSync(file).isFile())
+      return res.writeHead(404).end('not found');
     res.writeHead(200, { 'content-length': statSync(file).size });
     createReadStream(file).pipe(res);
   });
@@ -85,14 +101,20 @@ export const shellQuote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 
 /**
  * The integration test's isolation: a private copy of /etc (nix.conf, useradd stay inside) and a fresh tmpfs on
- * /nix. `mkdir -p /nix` only makes a mount point when the host has none; nothing is ever written to the host's /nix.
+ * /nix. On a host without /nix, `mkdir -p` leaves an empty mount point behind (as the tests do); nothing is ever
+ * written into the host's /nix or /etc.
  */
 export function isolation(scratch) {
   const etc = join(mkdtempSync(join(scratch, 'etc-')), 'etc');
-  return [`cp -a /etc ${shellQuote(etc)}`, `mount --bind ${shellQuote(etc)} /etc`, 'mkdir -p /nix', 'mount -t tmpfs tmpfs /nix'];
+  return [
+    `cp -a /etc ${shellQuote(etc)}`,
+    `mount --bind ${shellQuote(etc)} /etc`,
+    'mkdir -p /nix',
+    'mount -t tmpfs tmpfs /nix',
+  ];
 }
 
-/** Spawns and collects output; `inherit` streams it instead (the demo shows progress live). */
+/** Spawns and collects stdout and stderr together (for error messages). */
 export function spawnCollect(cmd, args, opts = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
@@ -117,7 +139,8 @@ export async function runInNamespace(spec, setup, { timeFile } = {}) {
     if (timeFile) {
       const wrapper = join(exchange, 'node-timed');
       const line = `exec ${TIME} -v -a -o ${shellQuote(timeFile)} ${shellQuote(process.execPath)} "$@"`;
-      writeFileSync(wrapper, `#!/bin/sh\n${line}\n`);
+      // bash, not sh: dash drops variables whose names are not shell identifiers, such as INPUT_TARBALL-URL.
+      writeFileSync(wrapper, `#!/bin/bash\n${line}\n`);
       chmodSync(wrapper, 0o755);
       spec = { ...spec, node: wrapper };
     }
@@ -147,5 +170,7 @@ export async function timeInNamespace(setup, command, timeFile) {
 /** Peak RSS in KiB of each record in a `/usr/bin/time -v` file (wait4: the largest of the process and its children). */
 export function peakRss(timeFile) {
   if (!existsSync(timeFile)) return [];
-  return [...readFileSync(timeFile, 'utf8').matchAll(/Maximum resident set size \(kbytes\): (\d+)/g)].map((m) => Number(m[1]));
+  return [...readFileSync(timeFile, 'utf8').matchAll(/Maximum resident set size \(kbytes\): (\d+)/g)].map((m) =>
+    Number(m[1]),
+  );
 }

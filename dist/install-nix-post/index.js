@@ -31768,9 +31768,18 @@ const STYLE = { notice: '\x1b[36mnotice:', warning: '\x1b[33mwarning:', error: '
 function shellQuote(value) {
     return `'${value.replace(/'/g, `'\\''`)}'`;
 }
-/** Output name -> dotenv key: GitLab keys allow only ASCII letters, digits and `_`. */
+/**
+ * Variables that the shell, Nix or the runner read. Dotenv variables outrank a job's own `variables:`, so an output
+ * under one of these names would silently change every job that `needs:` ours (install-nix's `nix-path` as NIX_PATH
+ * breaks `<nixpkgs>` lookups): such keys get a FLAKE_CI_ prefix.
+ */
+const RESERVED_KEYS = new Set(('PATH HOME SHELL USER TMPDIR LD_LIBRARY_PATH LD_PRELOAD NIX_PATH NIX_REMOTE NIX_CONFIG NIX_CONF_DIR ' +
+    'NIX_USER_CONF_FILES NIX_SSL_CERT_FILE NIX_PROFILES NIX_SSHOPTS NIX_STORE_DIR NIX_STATE_DIR NIX_LOG_DIR ' +
+    'NIX_DATA_DIR NIX_BIN_DIR NIX_DAEMON_SOCKET_PATH NIX_BUILD_SHELL').split(' '));
+/** Output name -> dotenv key: GitLab keys allow only ASCII letters, digits and `_`; reserved names are prefixed. */
 function dotenvKey(name) {
-    return name.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_');
+    const key = name.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_');
+    return RESERVED_KEYS.has(key) || /^(CI|GITLAB)_/.test(key) ? `FLAKE_CI_${key}` : key;
 }
 /** Writes via a temp file and rename so a reader (or an upload racing a crash) never sees half a file. */
 function writeAtomic(file, data, mode = 0o644) {
@@ -31828,7 +31837,9 @@ class GitLabPlatform {
             os: process.platform,
             arch: process.arch,
             temp: external_node_path_namespaceObject.join(root, 'tmp'),
-            toolCache: environment.FLAKE_CI_TOOL_CACHE || external_node_path_namespaceObject.join(root, 'tool-cache'),
+            // GitLab jobs start from a clean project dir, so a tool cache there would be copied and never reused: only a
+            // directory the runner keeps (FLAKE_CI_TOOL_CACHE, e.g. on a shell executor) is worth writing.
+            toolCache: environment.FLAKE_CI_TOOL_CACHE ?? '',
             workspace,
             // GitLab gives no reliable "ephemeral VM" signal (shared runners vary), so the template or user says so.
             hosted: environment.FLAKE_CI_HOSTED === 'true',

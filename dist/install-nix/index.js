@@ -35007,9 +35007,18 @@ const STYLE = { notice: '\x1b[36mnotice:', warning: '\x1b[33mwarning:', error: '
 function shellQuote(value) {
     return `'${value.replace(/'/g, `'\\''`)}'`;
 }
-/** Output name -> dotenv key: GitLab keys allow only ASCII letters, digits and `_`. */
+/**
+ * Variables that the shell, Nix or the runner read. Dotenv variables outrank a job's own `variables:`, so an output
+ * under one of these names would silently change every job that `needs:` ours (install-nix's `nix-path` as NIX_PATH
+ * breaks `<nixpkgs>` lookups): such keys get a FLAKE_CI_ prefix.
+ */
+const RESERVED_KEYS = new Set(('PATH HOME SHELL USER TMPDIR LD_LIBRARY_PATH LD_PRELOAD NIX_PATH NIX_REMOTE NIX_CONFIG NIX_CONF_DIR ' +
+    'NIX_USER_CONF_FILES NIX_SSL_CERT_FILE NIX_PROFILES NIX_SSHOPTS NIX_STORE_DIR NIX_STATE_DIR NIX_LOG_DIR ' +
+    'NIX_DATA_DIR NIX_BIN_DIR NIX_DAEMON_SOCKET_PATH NIX_BUILD_SHELL').split(' '));
+/** Output name -> dotenv key: GitLab keys allow only ASCII letters, digits and `_`; reserved names are prefixed. */
 function dotenvKey(name) {
-    return name.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_');
+    const key = name.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_');
+    return RESERVED_KEYS.has(key) || /^(CI|GITLAB)_/.test(key) ? `FLAKE_CI_${key}` : key;
 }
 /** Writes via a temp file and rename so a reader (or an upload racing a crash) never sees half a file. */
 function writeAtomic(file, data, mode = 0o644) {
@@ -35067,7 +35076,9 @@ class GitLabPlatform {
             os: process.platform,
             arch: process.arch,
             temp: external_node_path_namespaceObject.join(root, 'tmp'),
-            toolCache: environment.FLAKE_CI_TOOL_CACHE || external_node_path_namespaceObject.join(root, 'tool-cache'),
+            // GitLab jobs start from a clean project dir, so a tool cache there would be copied and never reused: only a
+            // directory the runner keeps (FLAKE_CI_TOOL_CACHE, e.g. on a shell executor) is worth writing.
+            toolCache: environment.FLAKE_CI_TOOL_CACHE ?? '',
             workspace,
             // GitLab gives no reliable "ephemeral VM" signal (shared runners vary), so the template or user says so.
             hosted: environment.FLAKE_CI_HOSTED === 'true',
@@ -36032,6 +36043,8 @@ function parseSha256(value, input = 'tarball-sha256') {
     throw new errors_InputError(`Input '${input}' must be a SHA-256 as 64 hex digits or 'sha256-<base64>'; got '${v}'.`);
 }
 function parseInstallInputs(p) {
+    // First: registering the secret before any validation lets an error that quotes another input redact it (GitLab).
+    const githubToken = getSecret(p, 'github-token');
     const nixVersion = getString(p, 'nix-version', DEFAULT_NIX_VERSION);
     if (!/^\d+\.\d+(\.\d+)?$/.test(nixVersion))
         throw new errors_InputError(`Input 'nix-version' must be a Nix release such as ${DEFAULT_NIX_VERSION}; got '${nixVersion}'.`);
@@ -36061,7 +36074,7 @@ function parseInstallInputs(p) {
         trustedPublicKeys: lines('trusted-public-keys'),
         trustedUsers: users.length === 0 ? undefined : users.length === 1 && users[0] === 'none' ? [] : users,
         sandbox: getEnum(p, 'sandbox', ['', 'true', 'false', 'relaxed'], ''),
-        githubToken: getSecret(p, 'github-token'),
+        githubToken,
         toolCache: getBoolean(p, 'tool-cache', true),
         kvm: getBoolean(p, 'kvm', true),
     };
@@ -36494,6 +36507,10 @@ class Privilege {
     }
 }
 
+// EXTERNAL MODULE: external "node:http"
+var external_node_http_ = __nccwpck_require__(7067);
+;// CONCATENATED MODULE: external "node:https"
+const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -36539,9 +36556,12 @@ function parseRetryAfter(value, now = Date.now()) {
 
 ;// CONCATENATED MODULE: ./src/net/http.ts
 /**
- * HTTP downloads that stream to disk while hashing, so a release tarball is read once. Failures name the URL;
- * 429/5xx and network errors are TransientError (retried by the caller's withRetry), 404 and friends are not.
+ * HTTP downloads that stream to disk while hashing, so a release tarball is read once. node:http(s) rather than
+ * fetch: in a fresh process (every action step is one) it starts faster and streams with less overhead. Failures
+ * name the URL; 429/5xx and network errors are TransientError (retried by the caller's withRetry), 404 is not.
  */
+
+
 
 
 
@@ -36569,26 +36589,47 @@ function displayUrl(url) {
         return '<invalid URL>';
     }
 }
+const MAX_REDIRECTS = 5;
+function get(url, timeoutMs) {
+    const client = url.protocol === 'https:' ? external_node_https_namespaceObject : external_node_http_;
+    return new Promise((resolve, reject) => {
+        const req = client.get(url, { timeout: timeoutMs, headers: { 'user-agent': 'flake-ci' } }, resolve);
+        req.on('timeout', () => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)));
+        req.on('error', reject);
+    });
+}
 async function http_open(url, timeoutMs) {
-    const u = new URL(url);
+    let u = new URL(url);
     if (u.protocol === 'file:')
         return (0,external_node_fs_namespaceObject.createReadStream)((0,external_node_url_.fileURLToPath)(u));
-    if (u.protocol !== 'https:' && u.protocol !== 'http:')
-        throw new Error(`Unsupported URL scheme in ${displayUrl(url)}: use https://, http:// or file://`);
-    let res;
-    try {
-        res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
+    for (let hop = 0;; hop++) {
+        if (u.protocol !== 'https:' && u.protocol !== 'http:')
+            throw new Error(`Unsupported URL scheme in ${displayUrl(u.href)}: use https://, http:// or file://`);
+        let res;
+        try {
+            res = await get(u, timeoutMs);
+        }
+        catch (e) {
+            throw new TransientError(`Could not reach ${displayUrl(u.href)}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 300 && status < 400 && res.headers.location && hop < MAX_REDIRECTS) {
+            res.resume();
+            u = new URL(res.headers.location, u);
+            continue;
+        }
+        if (status === 429 || status >= 500) {
+            res.resume();
+            const after = res.headers['retry-after'];
+            throw new TransientError(`${displayUrl(u.href)} answered ${status}`, parseRetryAfter(Array.isArray(after) ? after[0] : after));
+        }
+        if (status !== 200) {
+            res.resume();
+            throw new HttpError(u.href, status, `${displayUrl(u.href)} answered ${status} ${res.statusMessage ?? ''}`.trim());
+        }
+        // The socket timeout above covers a stalled body too, because it is an inactivity timeout.
+        return res;
     }
-    catch (e) {
-        const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
-        throw new TransientError(`Could not reach ${displayUrl(url)}: ${cause}`);
-    }
-    if (res.status === 429 || res.status >= 500) {
-        throw new TransientError(`${displayUrl(url)} answered ${res.status}`, parseRetryAfter(res.headers.get('retry-after')));
-    }
-    if (!res.ok || !res.body)
-        throw new HttpError(url, res.status, `${displayUrl(url)} answered ${res.status} ${res.statusText}`);
-    return external_node_stream_.Readable.fromWeb(res.body);
 }
 async function fetchText(url, timeoutMs = 30_000, maxBytes = 1 << 20) {
     const body = await http_open(url, timeoutMs);
@@ -36605,7 +36646,7 @@ async function fetchText(url, timeoutMs = 30_000, maxBytes = 1 << 20) {
     return Buffer.concat(chunks).toString('utf8');
 }
 /** Streams url into file, hashing on the way. The caller verifies the hash before using the file. */
-async function downloadToFile(url, file, timeoutMs = 10 * 60_000) {
+async function downloadToFile(url, file, timeoutMs = 60_000) {
     const body = await http_open(url, timeoutMs);
     const hash = (0,external_node_crypto_.createHash)('sha256');
     let bytes = 0;
@@ -36622,6 +36663,10 @@ async function downloadToFile(url, file, timeoutMs = 10 * 60_000) {
     catch (e) {
         throw new TransientError(`Download of ${displayUrl(url)} failed after ${bytes} bytes: ${e instanceof Error ? e.message : String(e)}`);
     }
+    // A connection closed early ends the stream cleanly; without this a truncated file would read as a bad checksum.
+    const length = 'headers' in body ? Number(body.headers['content-length']) : NaN;
+    if (Number.isFinite(length) && bytes !== length)
+        throw new TransientError(`Download of ${displayUrl(url)} was cut off after ${bytes} of ${length} bytes`);
     return { sha256: hash.digest('hex'), bytes };
 }
 
@@ -37452,11 +37497,13 @@ async function installRelease(p, r, createdRoot) {
             await (0,promises_namespaceObject.rename)(external_node_path_namespaceObject.join(r.dir, 'store', name), dst);
             added.push(name);
         }
-        // Store paths are immutable; make them read-only as Nix itself would.
-        if (added.length)
-            await run(p, 'chmod', ['-R', 'a-w', ...added.map((n) => external_node_path_namespaceObject.join(store_install_STORE, n))]);
+        // Store paths are immutable; make them read-only as Nix itself would. Registration does not read modes, so both
+        // run at once.
         const nixBin = external_node_path_namespaceObject.join(store_install_STORE, r.nix, 'bin');
-        await run(p, external_node_path_namespaceObject.join(nixBin, 'nix-store'), ['--load-db'], { input: r.reginfo });
+        await Promise.all([
+            added.length ? run(p, 'chmod', ['-R', 'a-w', ...added.map((n) => external_node_path_namespaceObject.join(store_install_STORE, n))]) : undefined,
+            run(p, external_node_path_namespaceObject.join(nixBin, 'nix-store'), ['--load-db'], { input: r.reginfo }),
+        ]);
         const pkgs = [r.nix, ...(r.cacert ? [r.cacert] : [])].map((n) => external_node_path_namespaceObject.join(store_install_STORE, n));
         // The profile is built by Nix's builtin buildenv: no network, no build users, no sandbox needed for symlinks.
         await run(p, external_node_path_namespaceObject.join(nixBin, 'nix-env'), [
@@ -37479,16 +37526,24 @@ async function rollback(p, added, createdRoot) {
         await run(p, 'chmod', ['-R', 'u+w', ...targets], { allowFailure: true });
         for (const t of targets)
             await (0,promises_namespaceObject.rm)(t, { recursive: true, force: true });
-        p.log('info', createdRoot ? `Removed ${NIX_ROOT} after the failed install.` : `Removed ${added.length} store paths added by the failed install.`);
+        p.log('info', createdRoot
+            ? `Removed ${NIX_ROOT} after the failed install.`
+            : `Removed ${added.length} store paths added by the failed install.`);
     }
     catch (e) {
         p.log('warning', `Rollback was incomplete: ${e instanceof Error ? e.message : String(e)}`);
     }
 }
 async function removeStaging(dir) {
-    await (0,promises_namespaceObject.chmod)(dir, 0o755).catch(() => undefined);
-    await run(undefined, 'chmod', ['-R', 'u+w', dir], { allowFailure: true }).catch(() => undefined);
-    await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    try {
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    }
+    catch {
+        // Read-only directories (a release copied from the tool cache keeps the store's modes) block removal.
+        await (0,promises_namespaceObject.chmod)(dir, 0o755).catch(() => undefined);
+        await run(undefined, 'chmod', ['-R', 'u+w', dir], { allowFailure: true }).catch(() => undefined);
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    }
 }
 
 // EXTERNAL MODULE: ./node_modules/semver/index.js
@@ -38356,7 +38411,10 @@ async function installFromTarball(p, inputs, system, priv) {
     });
     const key = cacheVersion(inputs.nixVersion, spec.sha256);
     const arch = p.runner.arch;
-    const cached = inputs.toolCache ? findCached(p, key, arch) : undefined;
+    const useCache = inputs.toolCache && p.runner.toolCache !== '';
+    const cached = useCache ? findCached(p, key, arch) : undefined;
+    // RUNNER_TEMP always exists on GitHub; GitLab's `.flake-ci/tmp` is ours to create (the platform makes no dirs up front).
+    await (0,promises_namespaceObject.mkdir)(p.runner.temp, { recursive: true });
     const downloads = await (0,promises_namespaceObject.mkdtemp)(external_node_path_namespaceObject.join(p.runner.temp, 'flake-ci-nix-download-'));
     try {
         const tarball = cached ? undefined : await downloadVerified(p, spec, downloads);
@@ -38372,7 +38430,7 @@ async function installFromTarball(p, inputs, system, priv) {
             else {
                 release = await unpackTarball(p, tarball, staging);
                 // Hosted runners are fresh VMs: a tool-cache copy there would cost time and never be used.
-                if (inputs.toolCache && !p.runner.hosted)
+                if (useCache && !p.runner.hosted)
                     await saveToCache(p, staging, key, arch);
             }
         }
@@ -38468,8 +38526,12 @@ async function main(p) {
     host.checkInstallable();
     const priv = await Privilege.detect(p);
     const state = {};
+    const probing = kvmSetup(p, inputs, priv);
+    probing.catch(() => undefined); // awaited below; this keeps a failure during the install from going unhandled
     const nix = await p.group('Install Nix', () => obtainNix(p, inputs, host.system, priv));
-    const kvm = await p.group('Probe KVM', () => kvmSetup(p, inputs, priv));
+    const kvm = await probing;
+    if (kvm)
+        p.log(kvm.usable || !kvm.device ? 'info' : 'warning', `KVM: ${kvm.usable ? 'usable' : 'not usable'} (${kvm.reason})`);
     await p.group('Configure Nix', async () => {
         if (inputs.githubToken && p.runner.serverUrl)
             state.secretsFile = await writeAccessTokens(p, external_node_path_namespaceObject.join(p.runner.temp, 'flake-ci-nix-secrets'), p.runner.serverUrl, inputs.githubToken);

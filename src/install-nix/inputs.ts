@@ -39,6 +39,8 @@ export function parseSha256(value: string, input = 'tarball-sha256'): string {
 }
 
 export function parseInstallInputs(p: Platform): InstallInputs {
+  // First: registering the secret before any validation lets an error that quotes another input redact it (GitLab).
+  const githubToken = getSecret(p, 'github-token');
   const nixVersion = getString(p, 'nix-version', DEFAULT_NIX_VERSION);
   if (!/^\d+\.\d+(\.\d+)?$/.test(nixVersion))
     throw new InputError(
@@ -69,7 +71,7 @@ export function parseInstallInputs(p: Platform): InstallInputs {
     trustedPublicKeys: lines('trusted-public-keys'),
     trustedUsers: users.length === 0 ? undefined : users.length === 1 && users[0] === 'none' ? [] : users,
     sandbox: getEnum(p, 'sandbox', ['', 'true', 'false', 'relaxed'] as const, ''),
-    githubToken: getSecret(p, 'github-token'),
+    githubToken,
     toolCache: getBoolean(p, 'tool-cache', true),
     kvm: getBoolean(p, 'kvm', true),
   };

@@ -105,8 +105,15 @@ export async function main(p: Platform): Promise<void> {
   const priv = await Privilege.detect(p);
   const state: InstallState = {};
 
+  const probing = kvmSetup(p, inputs, priv);
+  probing.catch(() => undefined); // awaited below; this keeps a failure during the install from going unhandled
   const nix = await p.group('Install Nix', () => obtainNix(p, inputs, host.system, priv));
-  const kvm = await p.group('Probe KVM', () => kvmSetup(p, inputs, priv));
+  const kvm = await probing;
+  if (kvm)
+    p.log(
+      kvm.usable || !kvm.device ? 'info' : 'warning',
+      `KVM: ${kvm.usable ? 'usable' : 'not usable'} (${kvm.reason})`,
+    );
 
   await p.group('Configure Nix', async () => {
     if (inputs.githubToken && p.runner.serverUrl)

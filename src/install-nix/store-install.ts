@@ -127,10 +127,13 @@ export async function installRelease(p: Platform, r: UnpackedRelease, createdRoo
       await rename(path.join(r.dir, 'store', name), dst);
       added.push(name);
     }
-    // Store paths are immutable; make them read-only as Nix itself would.
-    if (added.length) await run(p, 'chmod', ['-R', 'a-w', ...added.map((n) => path.join(STORE, n))]);
+    // Store paths are immutable; make them read-only as Nix itself would. Registration does not read modes, so both
+    // run at once.
     const nixBin = path.join(STORE, r.nix, 'bin');
-    await run(p, path.join(nixBin, 'nix-store'), ['--load-db'], { input: r.reginfo });
+    await Promise.all([
+      added.length ? run(p, 'chmod', ['-R', 'a-w', ...added.map((n) => path.join(STORE, n))]) : undefined,
+      run(p, path.join(nixBin, 'nix-store'), ['--load-db'], { input: r.reginfo }),
+    ]);
     const pkgs = [r.nix, ...(r.cacert ? [r.cacert] : [])].map((n) => path.join(STORE, n));
     // The profile is built by Nix's builtin buildenv: no network, no build users, no sandbox needed for symlinks.
     await run(p, path.join(nixBin, 'nix-env'), [
@@ -151,14 +154,24 @@ export async function rollback(p: Platform, added: string[], createdRoot: boolea
     // Read-only directories block removal for non-root users.
     await run(p, 'chmod', ['-R', 'u+w', ...targets], { allowFailure: true });
     for (const t of targets) await rm(t, { recursive: true, force: true });
-    p.log('info', createdRoot ? `Removed ${NIX_ROOT} after the failed install.` : `Removed ${added.length} store paths added by the failed install.`);
+    p.log(
+      'info',
+      createdRoot
+        ? `Removed ${NIX_ROOT} after the failed install.`
+        : `Removed ${added.length} store paths added by the failed install.`,
+    );
   } catch (e) {
     p.log('warning', `Rollback was incomplete: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
 export async function removeStaging(dir: string): Promise<void> {
-  await chmod(dir, 0o755).catch(() => undefined);
-  await run(undefined, 'chmod', ['-R', 'u+w', dir], { allowFailure: true }).catch(() => undefined);
-  await rm(dir, { recursive: true, force: true });
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch {
+    // Read-only directories (a release copied from the tool cache keeps the store's modes) block removal.
+    await chmod(dir, 0o755).catch(() => undefined);
+    await run(undefined, 'chmod', ['-R', 'u+w', dir], { allowFailure: true }).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
 }

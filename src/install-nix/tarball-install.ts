@@ -3,7 +3,7 @@
  * inside /nix, move it into the store, register it, create the profile. Nothing touches /nix before the checksum
  * matched, and a failure after that leaves /nix as it was.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Platform } from '../platform/types.js';
 import { resolveTarball, downloadVerified } from './download.js';
@@ -41,8 +41,11 @@ export async function installFromTarball(
   });
   const key = cacheVersion(inputs.nixVersion, spec.sha256);
   const arch = p.runner.arch;
-  const cached = inputs.toolCache ? findCached(p, key, arch) : undefined;
+  const useCache = inputs.toolCache && p.runner.toolCache !== '';
+  const cached = useCache ? findCached(p, key, arch) : undefined;
 
+  // RUNNER_TEMP always exists on GitHub; GitLab's `.flake-ci/tmp` is ours to create (the platform makes no dirs up front).
+  await mkdir(p.runner.temp, { recursive: true });
   const downloads = await mkdtemp(path.join(p.runner.temp, 'flake-ci-nix-download-'));
   try {
     const tarball = cached ? undefined : await downloadVerified(p, spec, downloads);
@@ -57,7 +60,7 @@ export async function installFromTarball(
       } else {
         release = await unpackTarball(p, tarball as string, staging);
         // Hosted runners are fresh VMs: a tool-cache copy there would cost time and never be used.
-        if (inputs.toolCache && !p.runner.hosted) await saveToCache(p, staging, key, arch);
+        if (useCache && !p.runner.hosted) await saveToCache(p, staging, key, arch);
       }
     } catch (e) {
       await removeStaging(staging);

@@ -23,7 +23,7 @@ export interface RunnerContext {
   arch: string;
   /** Per-job scratch directory (RUNNER_TEMP on GitHub, a directory under the build dir on GitLab). */
   temp: string;
-  /** Directory for @actions/tool-cache style caches (RUNNER_TOOL_CACHE on GitHub). */
+  /** Directory for @actions/tool-cache style caches (RUNNER_TOOL_CACHE on GitHub); '' when there is none. */
   toolCache: string;
   /** The checked-out project (GITHUB_WORKSPACE, CI_PROJECT_DIR). */
   workspace: string;

@@ -53,7 +53,7 @@ describe('GitLabPlatform context and inputs', () => {
     expect(p.runner).toMatchObject({
       workspace: dir,
       temp: path.join(dir, '.flake-ci', 'tmp'),
-      toolCache: path.join(dir, '.flake-ci', 'tool-cache'),
+      toolCache: '',
       serverUrl: 'https://gitlab.example',
       repository: 'g/p',
       sha: 'abc',
