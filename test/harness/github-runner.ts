@@ -3,9 +3,6 @@
  * the mechanics and TESTING.md for why). This module is the typed API; the logic lives in plain JS so that
  * run-action.mjs can reuse it inside a private mount namespace.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
 import * as core from './runner-core.mjs';
 
 export type AnnotationLevel = 'error' | 'warning' | 'notice';
@@ -141,76 +138,4 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export interface NamespaceOptions {
-  /** Shell lines run first inside the namespace (e.g. `mount -t tmpfs tmpfs /nix`); test code only; `set -e`. */
-  setup?: string[];
-  /** For the whole namespace run; default twice the step timeout plus a minute. */
-  timeoutMs?: number;
-}
-
-const RUN_ACTION_CLI = join(core.REPO_ROOT, 'test/harness/run-action.mjs');
-
-/**
- * Runs main and post inside ONE private mount namespace, so mounts made by `setup` (a tmpfs /nix, say) are seen by
- * both steps and vanish afterwards. The spec travels through a JSON file in .flake-ci-test/ (inside the repository,
- * so a setup line that mounts over /tmp cannot hide it); only `setup` is shell text. Needs root.
- */
-export async function runActionInNamespace(spec: ActionOptions, opts: NamespaceOptions = {}): Promise<ActionResult> {
-  const base = join(core.REPO_ROOT, '.flake-ci-test');
-  mkdirSync(base, { recursive: true });
-  const exchange = mkdtempSync(join(base, 'ns-'));
-  const specFile = join(exchange, 'spec.json');
-  const resultFile = join(exchange, 'result.json');
-  try {
-    writeFileSync(specFile, JSON.stringify(spec));
-    // "$@" carries node, the CLI and the two file names as arguments, so none of them is parsed by the shell.
-    const script = ['set -e', ...(opts.setup ?? []), 'exec "$@"'].join('\n');
-    const args = ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'sh'];
-    args.push(spec.node ?? process.execPath, RUN_ACTION_CLI, specFile, resultFile);
-    const timeoutMs = opts.timeoutMs ?? 2 * (spec.timeoutMs ?? core.DEFAULT_TIMEOUT_MS) + 60_000;
-    const proc = await spawnCollect('unshare', args, timeoutMs);
-    const result: unknown = existsSync(resultFile) ? JSON.parse(readFileSync(resultFile, 'utf8')) : undefined;
-    if (!result || typeof result !== 'object' || 'error' in result) {
-      const why = result && typeof result === 'object' && 'error' in result ? String(result.error) : 'no result';
-      throw new Error(
-        `namespace run failed (exit ${proc.code}${proc.timedOut ? ', timed out' : ''}): ${why}\n${proc.output}`,
-      );
-    }
-    return result as ActionResult;
-  } finally {
-    rmSync(exchange, { recursive: true, force: true });
-  }
-}
-
-interface Collected {
-  code: number | null;
-  timedOut: boolean;
-  output: string;
-}
-
-function spawnCollect(cmd: string, args: string[], timeoutMs: number): Promise<Collected> {
-  return new Promise((resolve, reject) => {
-    // Own process group, so a timeout kills unshare, the shell, node and the step together.
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, timedOut, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
-}
+export { runActionInNamespace, isolationSetup, serveDirectory, type NamespaceOptions } from './namespace.mjs';

@@ -11,9 +11,9 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { REPO_ROOT, shellQuote } from '../harness/github-runner.js';
+import { REPO_ROOT } from '../harness/github-runner.js';
 import { RELEASE_DIR, TARBALL_NAME, requireCommand, requireFixtures } from '../support/fixtures.js';
-import { serveDirectory, type StaticServer } from '../support/static-server.js';
+import { isolationSetup, serveDirectory, type StaticServer } from '../harness/namespace.mjs';
 
 const GCL = path.join(REPO_ROOT, 'node_modules/gitlab-ci-local/dist/index.js');
 const TEMPLATE = 'gitlab-templates/install-nix.yml';
@@ -72,15 +72,7 @@ function project(name: string, config: Record<string, unknown>): string {
  *   platform from it.
  */
 async function runPipeline(project: string): Promise<Pipeline> {
-  const etc = path.join(mkdtempSync(path.join(scratch, 'etc-')), 'etc');
-  const setup = [
-    'set -e',
-    `cp -a /etc ${shellQuote(etc)}`,
-    `mount --bind ${shellQuote(etc)} /etc`,
-    'mkdir -p /nix',
-    'mount -t tmpfs -o mode=0755 tmpfs /nix',
-    'exec "$@"',
-  ].join('\n');
+  const setup = ['set -e', ...isolationSetup(scratch), 'exec "$@"'].join('\n');
   const args = ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', setup, 'sh', process.execPath, GCL];
   args.push('--force-shell-executor', '--no-color', '--variable', 'GITLAB_CI=true');
   args.push('--variable', `CI_PROJECT_DIR=${project}`, '--ignore-predefined-vars', 'GITLAB_CI,CI_PROJECT_DIR');

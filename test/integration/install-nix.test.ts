@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runActionInNamespace, shellQuote, type ActionResult } from '../harness/github-runner.js';
+import { runActionInNamespace, type ActionResult } from '../harness/github-runner.js';
 import { RELEASE_DIR, TARBALL_NAME, requireCommand, requireFixtures } from '../support/fixtures.js';
-import { serveDirectory, type StaticServer } from '../support/static-server.js';
+import { isolationSetup, serveDirectory, type StaticServer } from '../harness/namespace.mjs';
 import { makeEvilTarball } from '../support/evil-tarball.js';
 
 const TOKEN = 'ghs_flakeCiTestToken0123456789';
@@ -18,16 +18,7 @@ let scratch: string;
 let flake: string;
 
 /** A fresh /nix and a private /etc (useradd and nix.conf writes stay in the namespace). */
-function isolation(extra: string[] = []): string[] {
-  const etc = path.join(mkdtempSync(path.join(scratch, 'etc-')), 'etc');
-  return [
-    `cp -a /etc ${shellQuote(etc)}`,
-    `mount --bind ${shellQuote(etc)} /etc`,
-    'mkdir -p /nix',
-    'mount -t tmpfs tmpfs /nix',
-    ...extra,
-  ];
-}
+const isolation = (extra: string[] = []) => isolationSetup(scratch, extra);
 
 function install(inputs: Record<string, string>, steps: string[], opts: { toolCache?: string; setup?: string[] } = {}) {
   return runActionInNamespace(
