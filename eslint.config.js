@@ -26,4 +26,8 @@ export default tseslint.config(
     },
   },
   { files: ['src/platform/github.ts'], rules: { 'no-restricted-imports': 'off' } },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } },
+  },
 );

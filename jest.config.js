@@ -9,4 +9,5 @@ export default {
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   testTimeout: 300000,
   verbose: true,
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.cjs'],
 };
