@@ -31687,6 +31687,89 @@ function errorMessage(e) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/platform/gitlab-files.ts
+/**
+ * The files behind the GitLab platform: dotenv rendering within GitLab's limits, atomic writes, tolerant reads and
+ * shell quoting for env.sh. Pure helpers, so gitlab.ts keeps only the Platform behaviour.
+ */
+
+
+/** GitLab rejects the whole dotenv artifact (failing the job) when the file is >= 5120 bytes; keep a margin. */
+const DOTENV_MAX_BYTES = 5000;
+/** The lowest per-plan variable limit GitLab has shipped (20); more fails the artifact upload. */
+const DOTENV_MAX_VARIABLES = 20;
+/** POSIX sh single quoting: nothing is special inside '...', and a ' is closed, escaped and reopened. */
+function shellQuote(value) {
+    return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+/**
+ * Variables that the shell, Nix or the runner read. Dotenv variables outrank a job's own `variables:`, so an output
+ * under one of these names would silently change every job that `needs:` ours (install-nix's `nix-path` as NIX_PATH
+ * breaks `<nixpkgs>` lookups): such keys get a FLAKE_CI_ prefix.
+ */
+const RESERVED_KEYS = new Set(('PATH HOME SHELL USER TMPDIR LD_LIBRARY_PATH LD_PRELOAD NIX_PATH NIX_REMOTE NIX_CONFIG NIX_CONF_DIR ' +
+    'NIX_USER_CONF_FILES NIX_SSL_CERT_FILE NIX_PROFILES NIX_SSHOPTS NIX_STORE_DIR NIX_STATE_DIR NIX_LOG_DIR ' +
+    'NIX_DATA_DIR NIX_BIN_DIR NIX_DAEMON_SOCKET_PATH NIX_BUILD_SHELL').split(' '));
+/** Output name -> dotenv key: GitLab keys allow only ASCII letters, digits and `_`; reserved names are prefixed. */
+function dotenvKey(name) {
+    const key = name.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_');
+    return RESERVED_KEYS.has(key) || /^(CI|GITLAB)_/.test(key) ? `FLAKE_CI_${key}` : key;
+}
+/** Writes via a temp file and rename so a reader (or an upload racing a crash) never sees half a file. */
+function writeAtomic(file, data, mode = 0o644) {
+    const tmp = `${file}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
+    try {
+        external_node_fs_namespaceObject.writeFileSync(tmp, data, { mode });
+        external_node_fs_namespaceObject.renameSync(tmp, file);
+    }
+    catch (e) {
+        external_node_fs_namespaceObject.rmSync(tmp, { force: true });
+        throw e;
+    }
+}
+/** Missing or torn files read as undefined: a report we cannot parse must not crash the post phase. */
+function readJson(file) {
+    try {
+        return JSON.parse(external_node_fs_namespaceObject.readFileSync(file, 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+function asRecord(v) {
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {};
+}
+/**
+ * GitLab's dotenv parser takes `KEY=value` lines verbatim (quotes kept, no escapes), strips surrounding blanks and
+ * expands `$` references later, so only values that survive that unchanged go in; the rest are in outputs.json.
+ */
+function renderDotenv(all, skip) {
+    const lines = new Map();
+    let bytes = 0;
+    for (const [name, value] of Object.entries(all)) {
+        const key = dotenvKey(name);
+        const line = `${key}=${value}\n`;
+        const size = Buffer.byteLength(line);
+        if (/[\r\n]/.test(value))
+            skip(name, 'multi-line value');
+        else if (value !== value.trim())
+            skip(name, 'leading or trailing blanks');
+        else if (value.includes('$'))
+            skip(name, 'GitLab would expand the $ in it');
+        else if (lines.has(key))
+            skip(name, `its key ${key} is taken by another output`);
+        else if (bytes + size > DOTENV_MAX_BYTES)
+            skip(name, 'the report would exceed the 5 KB limit of GitLab');
+        else if (lines.size >= DOTENV_MAX_VARIABLES)
+            skip(name, `more than ${DOTENV_MAX_VARIABLES} outputs`);
+        else {
+            lines.set(key, line);
+            bytes += size;
+        }
+    }
+    return [...lines.values()].join('');
+}
+
 ;// CONCATENATED MODULE: ./src/platform/redact.ts
 /**
  * Secret redaction for platforms without runtime masking (GitLab CI): the runner prints and uploads whatever we write,
@@ -31757,54 +31840,11 @@ class Redactor {
 
 
 
-/** GitLab rejects the whole dotenv artifact (failing the job) when the file is >= 5120 bytes; keep a margin. */
-const DOTENV_MAX_BYTES = 5000;
-/** The lowest per-plan variable limit GitLab has shipped (20); more fails the artifact upload. */
-const DOTENV_MAX_VARIABLES = 20;
+
 const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESET = '\x1b[0m';
 const STYLE = { notice: '\x1b[36mnotice:', warning: '\x1b[33mwarning:', error: '\x1b[31merror:' };
-/** POSIX sh single quoting: nothing is special inside '...', and a ' is closed, escaped and reopened. */
-function shellQuote(value) {
-    return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-/**
- * Variables that the shell, Nix or the runner read. Dotenv variables outrank a job's own `variables:`, so an output
- * under one of these names would silently change every job that `needs:` ours (install-nix's `nix-path` as NIX_PATH
- * breaks `<nixpkgs>` lookups): such keys get a FLAKE_CI_ prefix.
- */
-const RESERVED_KEYS = new Set(('PATH HOME SHELL USER TMPDIR LD_LIBRARY_PATH LD_PRELOAD NIX_PATH NIX_REMOTE NIX_CONFIG NIX_CONF_DIR ' +
-    'NIX_USER_CONF_FILES NIX_SSL_CERT_FILE NIX_PROFILES NIX_SSHOPTS NIX_STORE_DIR NIX_STATE_DIR NIX_LOG_DIR ' +
-    'NIX_DATA_DIR NIX_BIN_DIR NIX_DAEMON_SOCKET_PATH NIX_BUILD_SHELL').split(' '));
-/** Output name -> dotenv key: GitLab keys allow only ASCII letters, digits and `_`; reserved names are prefixed. */
-function dotenvKey(name) {
-    const key = name.toUpperCase().replace(/[^A-Za-z0-9_]/g, '_');
-    return RESERVED_KEYS.has(key) || /^(CI|GITLAB)_/.test(key) ? `FLAKE_CI_${key}` : key;
-}
-/** Writes via a temp file and rename so a reader (or an upload racing a crash) never sees half a file. */
-function writeAtomic(file, data, mode = 0o644) {
-    const tmp = `${file}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
-    try {
-        external_node_fs_namespaceObject.writeFileSync(tmp, data, { mode });
-        external_node_fs_namespaceObject.renameSync(tmp, file);
-    }
-    catch (e) {
-        external_node_fs_namespaceObject.rmSync(tmp, { force: true });
-        throw e;
-    }
-}
-/** Missing or torn files read as undefined: a report we cannot parse must not crash the post phase. */
-function readJson(file) {
-    try {
-        return JSON.parse(external_node_fs_namespaceObject.readFileSync(file, 'utf8'));
-    }
-    catch {
-        return undefined;
-    }
-}
-function asRecord(v) {
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {};
-}
+
 class GitLabPlatform {
     environment;
     name = 'gitlab';
@@ -31946,7 +31986,12 @@ class GitLabPlatform {
         for (const [k, v] of this.outputs)
             all[k] = this.redact(v);
         writeAtomic(external_node_path_namespaceObject.join(dir, 'outputs.json'), `${JSON.stringify(all, null, 2)}\n`);
-        writeAtomic(external_node_path_namespaceObject.join(dir, 'outputs.env'), this.dotenv(all));
+        // Outputs merged from the other phase were already reported by it.
+        const skipped = (name, why) => {
+            if (this.outputs.has(name))
+                this.log('warning', `Output '${name}' is not in the dotenv report (${why}); read it from outputs.json.`);
+        };
+        writeAtomic(external_node_path_namespaceObject.join(dir, 'outputs.env'), renderDotenv(all, skipped));
         const issues = new Map();
         const before = readJson(external_node_path_namespaceObject.join(dir, 'codequality.json'));
         if (Array.isArray(before))
@@ -31957,41 +32002,6 @@ class GitLabPlatform {
             issues.set(issue.fingerprint, issue);
         }
         writeAtomic(external_node_path_namespaceObject.join(dir, 'codequality.json'), `${JSON.stringify([...issues.values()], null, 2)}\n`);
-    }
-    /**
-     * GitLab's dotenv parser takes `KEY=value` lines verbatim (quotes kept, no escapes), strips surrounding blanks and
-     * expands `$` references later, so only values that survive that unchanged go in; the rest are in outputs.json.
-     */
-    dotenv(all) {
-        const lines = new Map();
-        let bytes = 0;
-        const skip = (name, why) => {
-            // Outputs merged from the other phase were already reported by it.
-            if (this.outputs.has(name))
-                this.log('warning', `Output '${name}' is not in the dotenv report (${why}); read it from outputs.json.`);
-        };
-        for (const [name, value] of Object.entries(all)) {
-            const key = dotenvKey(name);
-            const line = `${key}=${value}\n`;
-            const size = Buffer.byteLength(line);
-            if (/[\r\n]/.test(value))
-                skip(name, 'multi-line value');
-            else if (value !== value.trim())
-                skip(name, 'leading or trailing blanks');
-            else if (value.includes('$'))
-                skip(name, 'GitLab would expand the $ in it');
-            else if (lines.has(key))
-                skip(name, `its key ${key} is taken by another output`);
-            else if (bytes + size > DOTENV_MAX_BYTES)
-                skip(name, 'the report would exceed the 5 KB limit of GitLab');
-            else if (lines.size >= DOTENV_MAX_VARIABLES)
-                skip(name, `more than ${DOTENV_MAX_VARIABLES} outputs`);
-            else {
-                lines.set(key, line);
-                bytes += size;
-            }
-        }
-        return [...lines.values()].join('');
     }
     codeQualityIssue(p) {
         const description = this.redact(p.message);
