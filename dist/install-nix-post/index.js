@@ -32304,8 +32304,12 @@ async function spawnDaemon(p, priv, nixStorePath, env) {
     closeSync(fd);
     const pid = child.pid;
     child.unref();
-    if (!(await waitForSocket(15_000)))
+    if (!(await waitForSocket(15_000))) {
+        // Not left running: nothing would stop it, since the post step only stops daemons main reported as started.
+        if (pid)
+            await priv.run(p, WHY, 'kill', ['-KILL', String(pid)], { allowFailure: true });
         throw new Error(`nix-daemon did not create ${DAEMON_SOCKET} within 15 s; see ${log}.`);
+    }
     p.log('info', `Started nix-daemon (pid ${pid}); the post step stops it.`);
     return { via: 'spawned', pid, log };
 }

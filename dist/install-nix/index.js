@@ -35852,8 +35852,12 @@ async function spawnDaemon(p, priv, nixStorePath, env) {
     (0,external_node_fs_namespaceObject.closeSync)(fd);
     const pid = child.pid;
     child.unref();
-    if (!(await waitForSocket(15_000)))
+    if (!(await waitForSocket(15_000))) {
+        // Not left running: nothing would stop it, since the post step only stops daemons main reported as started.
+        if (pid)
+            await priv.run(p, WHY, 'kill', ['-KILL', String(pid)], { allowFailure: true });
         throw new Error(`nix-daemon did not create ${DAEMON_SOCKET} within 15 s; see ${log}.`);
+    }
     p.log('info', `Started nix-daemon (pid ${pid}); the post step stops it.`);
     return { via: 'spawned', pid, log };
 }
@@ -38545,6 +38549,8 @@ async function main(p) {
     await p.group('Configure Nix', async () => {
         if (inputs.githubToken && p.runner.serverUrl)
             state.secretsFile = await writeAccessTokens(p, external_node_path_namespaceObject.join(p.runner.temp, 'flake-ci-nix-secrets'), p.runner.serverUrl, inputs.githubToken);
+        // Saved as soon as there is something to undo, so the post step cleans up even if a later part fails.
+        state_saveState(p, state);
         const block = managedBlock(inputs, {
             multiUser: nix.multiUser,
             user: currentUser(p),
@@ -38554,13 +38560,14 @@ async function main(p) {
         await writeNixConf(p, priv, confPath(p, priv), block);
         if (nix.multiUser && nix.nixStorePath) {
             const daemon = await startDaemon(p, priv, host.hasSystemd(), nix.nixStorePath);
-            if (daemon.via === 'spawned')
+            if (daemon.via === 'spawned') {
                 state.daemonPid = daemon.pid;
+                state_saveState(p, state);
+            }
         }
         else if (nix.multiUser && host.hasSystemd() && priv.canWriteSystem)
             await restartSystemdDaemon(p, priv);
     });
-    state_saveState(p, state);
     exportEnvironment(p, { binDir: nix.binDir, multiUser: nix.multiUser });
     const nixBin = external_node_path_namespaceObject.join(nix.binDir, 'nix');
     // exportEnvironment also applied NIX_REMOTE and PATH to this process, so this runs as later steps will.

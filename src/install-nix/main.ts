@@ -123,6 +123,8 @@ export async function main(p: Platform): Promise<void> {
         p.runner.serverUrl,
         inputs.githubToken,
       );
+    // Saved as soon as there is something to undo, so the post step cleans up even if a later part fails.
+    saveState(p, state);
     const block = managedBlock(inputs, {
       multiUser: nix.multiUser,
       user: currentUser(p),
@@ -132,10 +134,12 @@ export async function main(p: Platform): Promise<void> {
     await writeNixConf(p, priv, confPath(p, priv), block);
     if (nix.multiUser && nix.nixStorePath) {
       const daemon = await startDaemon(p, priv, host.hasSystemd(), nix.nixStorePath);
-      if (daemon.via === 'spawned') state.daemonPid = daemon.pid;
+      if (daemon.via === 'spawned') {
+        state.daemonPid = daemon.pid;
+        saveState(p, state);
+      }
     } else if (nix.multiUser && host.hasSystemd() && priv.canWriteSystem) await restartSystemdDaemon(p, priv);
   });
-  saveState(p, state);
 
   exportEnvironment(p, { binDir: nix.binDir, multiUser: nix.multiUser });
   const nixBin = path.join(nix.binDir, 'nix');
