@@ -35883,7 +35883,9 @@ async function restartSystemdDaemon(p, priv) {
 async function installFromDistro(p, priv) {
     if (!(0,external_node_fs_namespaceObject.existsSync)('/usr/bin/apt-get'))
         throw new errors_InputError("source: distro supports apt (Debian, Ubuntu) only; use 'source: tarball' on this runner.");
-    const args = ['DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '--no-install-recommends', 'nix-bin'];
+    // Fresh runners often have unattended-upgrades holding the dpkg lock for a while: wait for it, do not fail.
+    const args = ['DEBIAN_FRONTEND=noninteractive', 'apt-get', '-o', 'DPkg::Lock::Timeout=180', 'install', '-y'];
+    args.push('--no-install-recommends', 'nix-bin');
     await priv.run(p, 'source: distro', 'env', args, { stream: 'debug' });
     const nix = await findExistingNix(p);
     if (!nix)

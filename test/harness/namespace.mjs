@@ -33,7 +33,8 @@ export function scratchDir(prefix) {
 export function isolationSetup(scratch, extra = []) {
   const etc = join(mkdtempSync(join(scratch, 'etc-')), 'etc');
   return [
-    `cp -a /etc ${shellQuote(etc)}`,
+    // Files that vanish while copying (a package install, useradd's lock files) are not worth failing over.
+    `cp -a /etc ${shellQuote(etc)} 2>/dev/null || test -f ${shellQuote(`${etc}/passwd`)}`,
     `mount --bind ${shellQuote(etc)} /etc`,
     'mkdir -p /nix',
     // 0755 like a real /nix: a tmpfs defaults to 1777, which the daemon rightly refuses.
