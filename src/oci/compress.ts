@@ -1,0 +1,275 @@
+/**
+ * The single-pass layer pipeline: hash the raw tar (diff_id), compress it, hash the compressed bytes (blob digest)
+ * and hand the compressed chunks to the uploader as they are produced, with no temporary file and bounded memory.
+ *
+ * To use every core on one layer, the raw stream is cut into fixed-size blocks (1 MiB by default) that are compressed
+ * independently and concurrently on the libuv threadpool, then emitted in order as concatenated gzip members / zstd
+ * frames (compress-codec.ts). Block boundaries depend only on the bytes and `chunkSize`, never on how the source
+ * happened to chunk its reads, so the same layer and options give the same digest on every run.
+ *
+ * Backpressure: a block takes one of `parallelism + 1` slots from the moment its raw bytes are read until the
+ * consumer asks for the chunk after it, so the bytes held are at most about (parallelism + 1) x chunkSize plus the
+ * tail of one source read, however slow the consumer (`stats` measures this). Nothing runs until `chunks` is iterated;
+ * `result` settles when the iteration ends: resolved after the last chunk, rejected if the source or a codec fails or
+ * the consumer stops early (the source is then closed).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { InputError } from '../errors.js';
+import { blockCodec, resolveLevel, type BlockCodec } from './compress-codec.js';
+import { defaultParallelism, Semaphore, type CompressionPool } from './compress-pool.js';
+import type { Compression, Digest } from './types.js';
+
+export { DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, mediaTypeFor } from './compress-codec.js';
+export { CompressionPool, defaultParallelism } from './compress-pool.js';
+
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+
+export interface CompressOptions {
+  compression: Compression;
+  /** gzip 0-9 (default 1), zstd 1-19 (default 3); ignored for `none`. */
+  level?: number;
+  /** Raw bytes per independently compressed block (default 1 MiB). Part of the output: changing it changes digests. */
+  chunkSize?: number;
+  /** Blocks of this layer compressed at once (default: cores + 2, at most 16). Does not change the output. */
+  parallelism?: number;
+  /**
+   * Shared across the layers of a push so that parallel uploads do not multiply compressions in flight: a block
+   * compresses only with a permit from both its layer's `parallelism` and the pool. Does not change the output.
+   */
+  pool?: CompressionPool;
+}
+
+export interface CompressResult {
+  /** sha256 of the raw tar: the layer's diff_id in the image config. */
+  diffId: Digest;
+  /** sha256 of the bytes yielded by `chunks`: the blob digest in the manifest. */
+  digest: Digest;
+  /** Bytes yielded by `chunks`. */
+  size: number;
+  /** Bytes read from the raw stream. */
+  rawSize: number;
+}
+
+/** Memory accounting measured inside the pipeline (for tests and debug logs). */
+export interface PipelineStats {
+  /** Raw and compressed bytes read or produced and not yet taken back by the consumer's next pull. */
+  readonly buffered: number;
+  readonly peakBuffered: number;
+  /** (parallelism + 1) x chunkSize: what `buffered` stays under, give or take the tail of one source read. */
+  readonly bound: number;
+}
+
+export interface CompressedLayer {
+  /** Iterate once. Each chunk is one complete gzip member / zstd frame (or a source chunk for `none`). */
+  chunks: AsyncIterable<Buffer>;
+  result: Promise<CompressResult>;
+  stats: PipelineStats;
+}
+
+const sha256 = (h: Hash): Digest => `sha256:${h.digest('hex')}`;
+
+class Counter implements PipelineStats {
+  buffered = 0;
+  peakBuffered = 0;
+  constructor(readonly bound: number) {}
+  add(n: number): void {
+    this.buffered += n;
+    if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
+  }
+}
+
+function options(opts: CompressOptions): { chunkSize: number; parallelism: number; level: number } {
+  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const parallelism = opts.parallelism ?? defaultParallelism();
+  if (!['gzip', 'zstd', 'none'].includes(opts.compression))
+    throw new InputError(`compression must be gzip, zstd or none; got '${String(opts.compression)}'.`);
+  if (!Number.isInteger(chunkSize) || chunkSize < 64 * 1024 || chunkSize > 256 * 1024 * 1024)
+    throw new InputError(`chunkSize must be a whole number of bytes from 64 KiB to 256 MiB; got ${chunkSize}.`);
+  if (!Number.isInteger(parallelism) || parallelism < 1 || parallelism > 256)
+    throw new InputError(`parallelism must be a whole number from 1 to 256; got ${parallelism}.`);
+  return { chunkSize, parallelism, level: resolveLevel(opts.compression, opts.level, "Option 'level'") };
+}
+
+/** Wires up the pipeline for one layer; see the module comment. Throws InputError on bad options, before any I/O. */
+export function compressLayer(raw: AsyncIterable<Buffer>, opts: CompressOptions): CompressedLayer {
+  const { chunkSize, parallelism, level } = options(opts);
+  const stats = new Counter((parallelism + 1) * chunkSize);
+  let settle!: { resolve: (r: CompressResult) => void; reject: (e: unknown) => void };
+  const result = new Promise<CompressResult>((resolve, reject) => (settle = { resolve, reject }));
+  // A consumer that stops early usually has its own error to report; this keeps `result` from being unhandled.
+  result.catch(() => undefined);
+  const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level);
+  let iterated = false;
+  const chunks: AsyncIterable<Buffer> = {
+    [Symbol.asyncIterator]() {
+      if (iterated) throw new Error('compressLayer: chunks can be iterated only once');
+      iterated = true;
+      const gen = codec
+        ? blocks(raw, codec, { chunkSize, parallelism, pool: opts.pool }, stats, settle)
+        : passThrough(raw, stats, settle);
+      return gen[Symbol.asyncIterator]();
+    },
+  };
+  return { chunks, result, stats };
+}
+
+type Settle = { resolve: (r: CompressResult) => void; reject: (e: unknown) => void };
+
+const EARLY_STOP = 'compressLayer: the consumer stopped before the end of the layer';
+
+async function* passThrough(raw: AsyncIterable<Buffer>, stats: Counter, settle: Settle): AsyncGenerator<Buffer> {
+  const hash = createHash('sha256');
+  let size = 0;
+  let finished = false;
+  try {
+    for await (const chunk of raw) {
+      hash.update(chunk);
+      size += chunk.length;
+      stats.add(chunk.length);
+      yield chunk;
+      stats.add(-chunk.length);
+    }
+    finished = true;
+    const digest = sha256(hash);
+    settle.resolve({ diffId: digest, digest, size, rawSize: size });
+  } catch (e) {
+    finished = true;
+    settle.reject(e);
+    throw e;
+  } finally {
+    // `for await` has already closed the source when the consumer returned early; only `result` is left to settle.
+    if (!finished) settle.reject(new Error(EARLY_STOP));
+  }
+}
+
+interface Limits {
+  chunkSize: number;
+  parallelism: number;
+  pool?: CompressionPool;
+}
+
+async function* blocks(
+  raw: AsyncIterable<Buffer>,
+  codec: BlockCodec,
+  { chunkSize, parallelism, pool }: Limits,
+  stats: Counter,
+  settle: Settle,
+): AsyncGenerator<Buffer> {
+  const source = raw[Symbol.asyncIterator]();
+  // Blocks held (read, compressing, compressed or with the consumer) and blocks compressing: see the module comment.
+  const slots = new Semaphore(parallelism + 1);
+  const compressing = new Semaphore(parallelism);
+  const queue: Array<Promise<Buffer>> = [];
+  const rawHash = createHash('sha256');
+  let rawSize = 0;
+  let producing = true;
+  let stopped = false;
+  let failure: { error: unknown } | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+
+  // Reads the source and starts one compression per block, waiting for a free slot before reading more.
+  const produce = async () => {
+    let carry: Buffer[] = [];
+    let carried = 0;
+    let ended = false;
+    let emitted = 0;
+    while (!stopped) {
+      await slots.acquire();
+      if (stopped) break;
+      while (carried < chunkSize && !ended) {
+        const next = await source.next();
+        if (stopped) return;
+        if (next.done) ended = true;
+        else {
+          const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
+          rawHash.update(chunk);
+          rawSize += chunk.length;
+          stats.add(chunk.length);
+          carry.push(chunk);
+          carried += chunk.length;
+        }
+      }
+      // An empty layer still becomes one (empty) member/frame: a zero-byte blob is not valid gzip or zstd.
+      if (carried === 0 && emitted > 0) break;
+      const joined = carry.length === 1 ? (carry[0] as Buffer) : Buffer.concat(carry, carried);
+      const block = joined.subarray(0, Math.min(chunkSize, carried));
+      const rest = joined.subarray(block.length);
+      carry = rest.length > 0 ? [rest] : [];
+      carried = rest.length;
+      await compressing.acquire();
+      await pool?.acquire();
+      if (stopped) {
+        // The pool is shared: give its permit back rather than leave it to a teardown.
+        pool?.release();
+        break;
+      }
+      const job = codec(block)
+        .finally(() => {
+          pool?.release();
+          compressing.release();
+        })
+        .then((out) => {
+          stats.add(out.length - block.length);
+          return out;
+        });
+      job.catch(() => undefined); // awaited in order by the consumer; this only keeps it from being unhandled meanwhile
+      queue.push(job);
+      emitted++;
+      notify();
+      if (ended && carried === 0) break;
+    }
+  };
+
+  let started = false;
+  let succeeded = false;
+  const blobHash = createHash('sha256');
+  let size = 0;
+  try {
+    for (;;) {
+      if (!started) {
+        started = true;
+        produce().then(
+          () => {
+            producing = false;
+            notify();
+          },
+          (error: unknown) => {
+            producing = false;
+            failure = { error };
+            notify();
+          },
+        );
+      }
+      while (queue.length === 0 && producing && !failure) await new Promise<void>((r) => (wake = r));
+      // A failed source is reported at once, without first sending the blocks already compressed.
+      if (failure) throw failure.error;
+      const job = queue.shift();
+      if (!job) break;
+      const out = await job;
+      blobHash.update(out);
+      size += out.length;
+      yield out;
+      stats.add(-out.length);
+      slots.release();
+    }
+    succeeded = true;
+    settle.resolve({ diffId: sha256(rawHash), digest: sha256(blobHash), size, rawSize });
+  } catch (e) {
+    settle.reject(e);
+    throw e;
+  } finally {
+    if (!succeeded) {
+      settle.reject(new Error(EARLY_STOP)); // no-op when already rejected with the real error
+      stopped = true;
+      slots.wakeAll();
+      compressing.wakeAll();
+      // Closing the source lets a reader release its file or child process. Not awaited: a source stuck in a read
+      // would otherwise hold up the consumer's own error; its close error is not the one to report either.
+      source.return?.()?.catch(() => undefined);
+    }
+  }
+}
