@@ -1,0 +1,205 @@
+/**
+ * Streamed blob upload: POST opens a session, PATCH sends fixed-size chunks while the next chunk is being produced
+ * (so compression and network overlap), PUT ?digest= closes it. The digest is of exactly the bytes sent, so the
+ * caller's stream can be compressed on the fly. A failed PATCH asks the registry how far it got (GET on the session
+ * -> Range) and resends from there; that works while the missing bytes are inside the chunk held in memory. When it
+ * cannot work (the session is gone, or the registry lost bytes from before this chunk) the error says the layer must
+ * be re-read: its bytes are gone from memory and only the caller can produce them again.
+ */
+import { createHash } from 'node:crypto';
+import { InputError, TransientError, errorMessage } from '../../errors.js';
+import type { Digest } from '../types.js';
+import type { Call } from './client.js';
+import type { Reply } from './transport.js';
+import { RetryBudgetExhausted, header, registryErrorText } from './transport.js';
+
+export interface UploadOptions {
+  /** Bytes per PATCH (default 8 MiB; at most two chunks per upload are in memory). */
+  chunkSize?: number;
+  /** Refuse to commit a blob with another digest (a source that states its digest). */
+  expectedDigest?: Digest;
+}
+
+/** What upload needs from the client (kept narrow so this module does not depend on the class). */
+export interface UploadHost {
+  readonly registry: string;
+  readonly base: URL;
+  readonly attempts: number;
+  call(c: Call): Promise<Reply>;
+  callOnce(c: Call): Promise<Reply>;
+  pause(error: TransientError, attempt: number): Promise<void>;
+  hasBlob(repo: string, digest: Digest): Promise<number | undefined>;
+  unexpected(reply: Reply, what: string, repo: string): Error;
+  debug(message: string): void;
+}
+
+export const DEFAULT_CHUNK_SIZE = 8 << 20;
+
+/** A stream of bytes; a plain array of Buffers works for small blobs already in memory (configs). */
+export type ByteSource = AsyncIterable<Buffer> | Iterable<Buffer>;
+
+/** The upload cannot continue from memory: retrying means producing the layer's bytes again. */
+export class LayerRereadNeeded extends TransientError {}
+
+/** Re-slices a stream into chunks of exactly `size` bytes (the last one shorter). */
+export async function* fixedChunks(source: ByteSource, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const piece of source) {
+    if (!piece.length) continue;
+    parts.push(piece);
+    held += piece.length;
+    if (held < size) continue;
+    const all = parts.length === 1 ? piece : Buffer.concat(parts, held);
+    let at = 0;
+    for (; held - at >= size; at += size) yield all.subarray(at, at + size);
+    parts = at < held ? [all.subarray(at)] : [];
+    held -= at;
+  }
+  if (held) yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, held);
+}
+
+/** Range: `0-N` is the last byte held; distribution says `0-0` for an empty upload too. */
+function bytesHeld(reply: Reply): number {
+  const m = /^(?:bytes[= ])?0-(\d+)$/.exec(header(reply, 'range')?.trim() ?? '');
+  if (!m) return 0;
+  const last = Number(m[1]);
+  return last === 0 ? 0 : last + 1;
+}
+
+export async function uploadBlob(
+  host: UploadHost,
+  repo: string,
+  scopes: string[],
+  chunks: ByteSource,
+  opts: UploadOptions,
+): Promise<{ digest: Digest; size: number }> {
+  const chunkSize = Math.max(1, opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
+  const reread = (why: string) =>
+    new LayerRereadNeeded(`Upload of a blob to ${host.registry}/${repo} failed (${why}); the layer must be re-read`);
+
+  // The first chunk is produced while the session is being opened.
+  const it = fixedChunks(chunks, chunkSize)[Symbol.asyncIterator]();
+  let next = it.next();
+  next.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
+  let location: URL | undefined;
+  const hash = createHash('sha256');
+  let offset = 0;
+  try {
+    const started = await host.call({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scopes });
+    if (started.status !== 202) throw host.unexpected(started, 'starting a blob upload', repo);
+    location = sessionUrl(started, host.base);
+    for (;;) {
+      const r = await next;
+      if (r.done) break;
+      const chunk = r.value;
+      next = it.next();
+      next.catch(() => undefined);
+      hash.update(chunk);
+      location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
+      offset += chunk.length;
+    }
+    const digest: Digest = `sha256:${hash.digest('hex')}`;
+    if (opts.expectedDigest && opts.expectedDigest !== digest)
+      throw new InputError(`The blob's digest is ${digest}, but its source states ${opts.expectedDigest}`);
+    await commit(host, repo, scopes, location, digest, offset, reread);
+    return { digest, size: offset };
+  } catch (e) {
+    // Best effort: close the session now instead of leaving it to the registry's purge.
+    if (location) await host.callOnce({ method: 'DELETE', url: location, scopes }).catch(() => undefined);
+    // Not awaited: a return() queues behind the prefetching next(), which may wait on a producer that is stuck.
+    void it.return?.(undefined).catch(() => undefined);
+    throw e;
+  }
+}
+
+function sessionUrl(reply: Reply, base: URL): URL {
+  const location = header(reply, 'location');
+  if (!location) throw new Error(`The registry answered ${reply.status} without a Location for the upload session`);
+  return new URL(location, base);
+}
+
+async function sendChunk(
+  host: UploadHost,
+  repo: string,
+  scopes: string[],
+  location: URL,
+  chunk: Buffer,
+  start: number,
+  reread: (why: string) => LayerRereadNeeded,
+): Promise<URL> {
+  const end = start + chunk.length - 1;
+  let sent = 0;
+  for (let attempt = 0; ; attempt++) {
+    let failure: TransientError;
+    try {
+      const reply = await host.callOnce({
+        method: 'PATCH',
+        url: location,
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
+        body: sent ? chunk.subarray(sent) : chunk,
+        scopes,
+      });
+      if (reply.status === 202 || reply.status === 204) return sessionUrl(reply, location);
+      if (reply.status === 404 || reply.status === 416)
+        throw reread(
+          `the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`,
+        );
+      throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+    } catch (e) {
+      if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)
+        throw e;
+      failure = e;
+    }
+    if (attempt + 1 >= host.attempts) throw reread(`gave up after ${attempt} retries: ${failure.message}`);
+    await host.pause(failure, attempt);
+    // Ask how far the registry got; the session URL it answers with carries its new state.
+    let status: Reply;
+    try {
+      status = await host.call({ method: 'GET', url: location, scopes });
+    } catch (e) {
+      if (e instanceof TransientError && !(e instanceof RetryBudgetExhausted)) throw reread(errorMessage(e));
+      throw e;
+    }
+    if (status.status !== 204 && status.status !== 200)
+      throw reread(`after "${failure.message}" the registry lost the upload session (${status.status})`);
+    const held = bytesHeld(status);
+    if (header(status, 'location')) location = sessionUrl(status, location);
+    if (held < start || held > end + 1)
+      throw reread(`after "${failure.message}" the registry holds ${held} bytes, this chunk starts at ${start}`);
+    host.debug(`resuming the upload to ${repo} at byte ${held} after: ${failure.message}`);
+    if (held === end + 1) return location;
+    sent = held - start;
+  }
+}
+
+async function commit(
+  host: UploadHost,
+  repo: string,
+  scopes: string[],
+  location: URL,
+  digest: Digest,
+  size: number,
+  reread: (why: string) => LayerRereadNeeded,
+): Promise<void> {
+  const url = new URL(location.href);
+  // Keep the session's own query (signed state) and add the digest to it.
+  url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
+  let reply: Reply;
+  try {
+    reply = await host.call({ method: 'PUT', url, scopes });
+  } catch (e) {
+    if (e instanceof TransientError && !(e instanceof RetryBudgetExhausted)) throw reread(errorMessage(e));
+    throw e;
+  }
+  if (reply.status === 201 || reply.status === 204) {
+    const stated = header(reply, 'docker-content-digest');
+    if (stated && stated !== digest) throw reread(`the registry stored ${stated} instead of ${digest}`);
+    return;
+  }
+  // A retried PUT whose first try was committed finds no session any more: the blob being there is success.
+  if (reply.status === 404 && (await host.hasBlob(repo, digest)) === size) return;
+  if (reply.status === 400 || reply.status === 404)
+    throw reread(`closing it as ${digest} was refused: ${registryErrorText(reply) || reply.status}`);
+  throw host.unexpected(reply, `PUT of blob ${digest}`, repo);
+}
