@@ -35,6 +35,11 @@ export interface SaveRequest {
   tempDir: string;
   /** From RestoreResult.memo. */
   memo?: unknown;
+  /**
+   * The `max-size` input in bytes, for backends that keep one growing cache (GitLab: the directory is pruned, oldest
+   * entries first, down to this after adding the new paths). Undefined: no limit. Ignored by the other backends.
+   */
+  maxBytes?: number;
 }
 
 export interface SaveResult {

@@ -43,7 +43,7 @@ export async function defaultPrimaryKey(opts: DefaultKeyOptions): Promise<string
  */
 export async function hashKeyFiles(workspace: string, keyFiles: readonly string[]): Promise<string> {
   const hash = createHash('sha256');
-  const lock = await readOptional(path.resolve(workspace, 'flake.lock'));
+  const lock = await readOptional(lockFile(workspace));
   feed(hash, 'flake.lock', lock);
   for (const file of keyFiles) {
     const abs = path.resolve(workspace, file);
@@ -69,6 +69,15 @@ export function entryKey(primaryKey: string, suffix: string): string {
 export function hitKind(matchedKey: string | undefined, primaryKey: string): HitKind {
   if (matchedKey === undefined || matchedKey === '') return 'miss';
   return matchedKey === primaryKey || matchedKey.startsWith(`${primaryKey}-`) ? 'exact' : 'partial';
+}
+
+/**
+ * `<workspace>/flake.lock`. Not written as `path.resolve(workspace, 'flake.lock')`: ncc's asset relocator reads that
+ * as a reference to files bundled with the action, copies every flake.lock of this repository into dist/ and rewrites
+ * the call to point there, so the project's own lock file was never read (every project got the same key).
+ */
+function lockFile(workspace: string): string {
+  return `${workspace.replace(/\/+$/, '')}/${['flake', 'lock'].join('.')}`;
 }
 
 function feed(hash: ReturnType<typeof createHash>, name: string, content: Buffer | undefined): void {

@@ -51,11 +51,41 @@ const GZIP_OS_UNIX = 3;
 // thread per block (16 KiB by default would be ~20 trips per MiB).
 const ZLIB_OUTPUT_CHUNK = 256 * 1024;
 
+const SAMPLE = 16 * 1024;
+const SAMPLES = 4;
+// Random bytes measure ~7.989 bits per byte in a 16 KiB sample (the estimate is biased low by ~0.011); text ~4.5,
+// machine code ~6, and compressed formats (gzip, zstd, JPEG, PNG, jar, wheel) 7.97-7.99.
+const RANDOM_ENTROPY = 7.97;
+
+/**
+ * Whether every one of a few samples spread over the block looks random (order-0 entropy above RANDOM_ENTROPY).
+ * Already-compressed files make up much of many images, and deflate gains nothing on them while it spends as long as
+ * on text: zlib -1 ran at 61 MiB/s on random bytes here against 172 MiB/s on /usr files, and level 0 (stored) at
+ * 1.2 GiB/s. Such blocks are therefore stored, as the Go compressor skopeo uses also skips incompressible input. A
+ * periodic random pattern would compress yet be stored; that costs size, never correctness. Only the block's bytes
+ * decide, so digests stay deterministic. ~0.1 ms per 1 MiB block.
+ */
+export function looksIncompressible(block: Buffer): boolean {
+  if (block.length < SAMPLES * SAMPLE) return false;
+  const counts = new Uint32Array(256);
+  const step = Math.floor((block.length - SAMPLE) / (SAMPLES - 1));
+  for (let s = 0; s < SAMPLES; s++) {
+    counts.fill(0);
+    const start = s * step;
+    for (let i = start; i < start + SAMPLE; i++) counts[block[i] as number]!++;
+    let entropy = 0;
+    for (const c of counts) if (c) entropy -= (c / SAMPLE) * Math.log2(c / SAMPLE);
+    if (entropy < RANDOM_ENTROPY) return false;
+  }
+  return true;
+}
+
 function gzipCodec(level: number): BlockCodec {
   const opts: zlib.ZlibOptions = { level, chunkSize: ZLIB_OUTPUT_CHUNK };
+  const stored: zlib.ZlibOptions = { level: 0, chunkSize: ZLIB_OUTPUT_CHUNK };
   return (block) =>
     new Promise((resolve, reject) =>
-      zlib.gzip(block, opts, (err, out) => {
+      zlib.gzip(block, level > 0 && looksIncompressible(block) ? stored : opts, (err, out) => {
         if (err) return reject(err);
         out[GZIP_OS_OFFSET] = GZIP_OS_UNIX;
         resolve(out);

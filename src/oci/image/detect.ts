@@ -34,6 +34,12 @@ export const SUPPORTED_FORMATS =
 /** image.json lists every store path of the image; even huge closures stay well below this. */
 const MAX_IMAGE_JSON = 64 * 1024 * 1024;
 const STDERR_TAIL = 8 * 1024;
+/**
+ * Read and decompress in 1 MiB pieces rather than the 64 KiB / 16 KiB defaults: file reads and zlib steps queue on the
+ * libuv threadpool behind the layer compression jobs, so each one costs a wait; 16x fewer of them kept a 350 MB push
+ * from stalling between blocks (and halved the main thread's read time).
+ */
+const READ_CHUNK = 1 << 20;
 
 const unknown = (path: string, why: string) =>
   new InputError(`${path}: unknown image format (${why}). oci-push reads ${SUPPORTED_FORMATS}.`);
@@ -75,9 +81,10 @@ export async function detectImageKind(path: string): Promise<ImageKind> {
 async function* decompress(path: string, kind: 'gzip' | 'zstd'): AsyncGenerator<Buffer> {
   if (kind === 'zstd' && typeof zlib.createZstdDecompress !== 'function')
     throw new InputError(`${path} is zstd-compressed, which needs Node >= 22.15 to read`);
-  const z = kind === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress();
+  const opts = { chunkSize: READ_CHUNK };
+  const z = kind === 'gzip' ? zlib.createGunzip(opts) : zlib.createZstdDecompress(opts);
   // pipeline forwards a read error into `z`; its own callback has nothing left to report.
-  pipeline(createReadStream(path), z, () => {});
+  pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), z, () => {});
   try {
     for await (const chunk of z) yield chunk as Buffer;
   } catch (e) {
@@ -153,7 +160,10 @@ export async function openImage(path: string, opts: OpenImageOptions = {}): Prom
     case 'stream-script':
       return runStreamScript(path, opts.env);
     case 'docker-archive':
-      return readDockerArchive(createReadStream(path), { label: path, onError: tarError(path) });
+      return readDockerArchive(createReadStream(path, { highWaterMark: READ_CHUNK }), {
+        label: path,
+        onError: tarError(path),
+      });
     case 'docker-archive-gzip':
     case 'docker-archive-zstd':
       return readDockerArchive(decompress(path, kind === 'docker-archive-gzip' ? 'gzip' : 'zstd'), {

@@ -1,0 +1,134 @@
+/**
+ * Push mode: learn what the registries have (known-layers.ts), push the layers (layers.ts), then the config, the
+ * manifest by digest in every repository and only then the tags (manifest.ts).
+ *
+ * A layer whose upload cannot be resumed from memory (the registry kept part of a cut-off chunk, or refused a mount
+ * after the upload) needs its bytes again, and a tar stream cannot be rewound. The whole pass then starts over with
+ * the image opened afresh, for at most MAX_PASSES passes: every layer already pushed is remembered with its digest,
+ * so the next pass finds it with a HEAD and skips it without reading or compressing it again.
+ */
+import { errorMessage } from '../errors.js';
+import { CompressionPool } from '../oci/compress.js';
+import { openImage } from '../oci/image/detect.js';
+import { LayerRereadNeeded } from '../oci/registry/upload.js';
+import type { Descriptor, LayerReport } from '../oci/types.js';
+import type { Platform } from '../platform/types.js';
+import { annotationContext, imageAnnotations } from './annotations.js';
+import type { PushInputs } from './inputs.js';
+import { learnKnownLayers, type KnownSource } from './known-layers.js';
+import { pushLayers, type Carried, type LayerContext, type PassResult } from './layers.js';
+import { configCreated, configPlatform, imageManifest, publish, uploadConfig, withPlatform } from './manifest.js';
+import { BlobPlacer } from './placer.js';
+import type { PushReport } from './report.js';
+import type { Registries, Repo } from './targets.js';
+
+const MAX_PASSES = 3;
+
+/** The target tags and the cache-from references, each read for the layers behind it. */
+function knownSources(registries: Registries, targets: Repo[], inputs: PushInputs): KnownSource[] {
+  const out: KnownSource[] = [];
+  for (const r of targets)
+    for (const tag of r.tags)
+      out.push({ client: r.client, registry: r.registry, repository: r.repository, reference: tag, target: true });
+  for (const ref of inputs.cacheFrom)
+    out.push({
+      client: registries.client(ref.registry),
+      registry: ref.registry,
+      repository: ref.repository,
+      reference: (ref.digest ?? ref.tag) as string,
+      target: false,
+    });
+  return out;
+}
+
+async function onePass(ctx: LayerContext, imagePath: string, inputs: PushInputs): Promise<PassResult> {
+  const src = await openImage(imagePath, inputs.platform ? { platform: inputs.platform } : {});
+  try {
+    ctx.p.log('info', `${imagePath}: ${src.format} image`);
+    return await pushLayers(ctx, src, imagePath);
+  } finally {
+    await src.close().catch((e: unknown) => ctx.p.log('debug', `closing the image: ${errorMessage(e)}`));
+  }
+}
+
+export async function pushImage(
+  p: Platform,
+  inputs: PushInputs,
+  registries: Registries,
+  imagePath: string,
+): Promise<PushReport> {
+  const started = Date.now();
+  const targets = registries.targets(inputs.tags);
+  const placer = new BlobPlacer(targets);
+  const known = await p.group('Layers the registries already have', async () => {
+    const k = await learnKnownLayers(p, knownSources(registries, targets, inputs), inputs.compression);
+    p.log('info', `${k.size} layers known from the target tags and cache-from`);
+    return k;
+  });
+  // Their HEADs run while the image is opened and its first layer read.
+  placer.prefetch([...known.values()].map((k) => k.digest).slice(0, 256));
+
+  const carry = new Map<string, Carried>();
+  // Shared by every layer of the push: parallel uploads must not multiply the compressions in flight.
+  const ctx: LayerContext = { p, inputs, placer, known, pool: new CompressionPool(), carry };
+  let pass: PassResult | undefined;
+  for (let attempt = 1; !pass; attempt++) {
+    try {
+      pass = await p.group(attempt === 1 ? 'Layers' : `Layers, pass ${attempt}`, () => onePass(ctx, imagePath, inputs));
+    } catch (e) {
+      if (!(e instanceof LayerRereadNeeded) || attempt >= MAX_PASSES) throw e;
+      p.log('warning', `${errorMessage(e)}; reading the image again (${carry.size} layers already pushed)`);
+      await (targets[0] as Repo).client.pause(e, attempt - 1);
+    }
+  }
+
+  const config = withPlatform(pass.config, inputs.platform);
+  const configUp = await uploadConfig(placer, config.raw);
+  const layers: Descriptor[] = pass.order.map((i) => {
+    const d = pass.done[i] as NonNullable<(typeof pass.done)[number]>;
+    return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  });
+  const annotations = imageAnnotations(annotationContext(p, configCreated(config)), inputs.annotations);
+  const manifest = imageManifest(inputs.manifestFormat, configUp, layers, annotations);
+  // Tags last: nothing above changed one.
+  await publish(p, targets, manifest);
+
+  const platform = configPlatform(config);
+  return {
+    mode: 'push',
+    digest: manifest.digest,
+    mediaType: manifest.mediaType,
+    seconds: (Date.now() - started) / 1000,
+    repositories: targets.map((r) => {
+      const seen = new Set<string>();
+      return {
+        registry: r.registry,
+        repository: r.repository,
+        tags: r.tags,
+        images: [
+          {
+            platform,
+            digest: manifest.digest,
+            mediaType: manifest.mediaType,
+            config: configUp,
+            layers: pass.order.map((i): LayerReport => {
+              const d = pass.done[i] as NonNullable<(typeof pass.done)[number]>;
+              // A blob listed twice (identical layers) is sent once: the second is already there.
+              const first = !seen.has(d.digest);
+              seen.add(d.digest);
+              const pl = first ? d.placed.get(r.key) : undefined;
+              return {
+                digest: d.digest,
+                diffId: d.diffId ?? (pass.config.diffIds[pass.order.indexOf(i)] as string),
+                size: d.size,
+                action: pl?.action ?? 'skipped',
+                bytes: pl?.bytes ?? 0,
+                seconds: pl?.seconds ?? 0,
+              };
+            }),
+          },
+        ],
+      };
+    }),
+  };
+}
