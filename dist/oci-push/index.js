@@ -36182,7 +36182,7 @@ async function* tracked(body, onEnd) {
         onEnd();
     }
 }
-async function handleLayer(ctx, l, readDone) {
+async function handleLayer(ctx, l, readDone, sequential) {
     const { inputs, placer } = ctx;
     const started = Date.now();
     const chosen = mediaTypeFor(inputs.compression, inputs.manifestFormat);
@@ -36223,7 +36223,9 @@ async function handleLayer(ctx, l, readDone) {
         const targets = own?.missing ?? placer.targets;
         let up = await placer.upload(targets, tracked(l.blob.open(), readDone), started, l.digest);
         const placed = new Map([...(own?.placed ?? []), ...up.placed]);
-        // A refused mount: a blob can simply be read again, for those repositories alone.
+        // A refused mount: a blob file can simply be read again, for those repositories alone; a tar entry cannot.
+        if (up.unmounted.length > 0 && sequential)
+            throw new LayerRereadNeeded(`${l.name} could not be mounted into ${up.unmounted.map((r) => r.key).join(', ')}`);
         if (up.unmounted.length > 0) {
             up = await placer.upload(up.unmounted, l.blob.open(), started, l.digest);
             for (const [k, v] of up.placed)
@@ -36278,7 +36280,7 @@ async function pushLayers(ctx, src, label) {
         await slots.acquire();
         let readDone;
         const read = new Promise((r) => (readDone = r));
-        const task = handleLayer(ctx, l, readDone)
+        const task = handleLayer(ctx, l, readDone, sequential)
             .then((d) => {
             done[l.index] = d;
             logLayer(ctx.p, d);

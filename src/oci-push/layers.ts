@@ -75,7 +75,12 @@ interface Candidate {
   seenIn: Iterable<string>;
 }
 
-async function handleLayer(ctx: LayerContext, l: SourceLayer, readDone: () => void): Promise<LayerDone> {
+async function handleLayer(
+  ctx: LayerContext,
+  l: SourceLayer,
+  readDone: () => void,
+  sequential: boolean,
+): Promise<LayerDone> {
   const { inputs, placer } = ctx;
   const started = Date.now();
   const chosen = mediaTypeFor(inputs.compression, inputs.manifestFormat);
@@ -115,7 +120,9 @@ async function handleLayer(ctx: LayerContext, l: SourceLayer, readDone: () => vo
     const targets = own?.missing ?? placer.targets;
     let up = await placer.upload(targets, tracked(l.blob.open(), readDone), started, l.digest);
     const placed = new Map([...(own?.placed ?? []), ...up.placed]);
-    // A refused mount: a blob can simply be read again, for those repositories alone.
+    // A refused mount: a blob file can simply be read again, for those repositories alone; a tar entry cannot.
+    if (up.unmounted.length > 0 && sequential)
+      throw new LayerRereadNeeded(`${l.name} could not be mounted into ${up.unmounted.map((r) => r.key).join(', ')}`);
     if (up.unmounted.length > 0) {
       up = await placer.upload(up.unmounted, l.blob.open(), started, l.digest);
       for (const [k, v] of up.placed) placed.set(k, v);
@@ -178,7 +185,7 @@ export async function pushLayers(ctx: LayerContext, src: ImageSource, label: str
     await slots.acquire();
     let readDone!: () => void;
     const read = new Promise<void>((r) => (readDone = r));
-    const task = handleLayer(ctx, l, readDone)
+    const task = handleLayer(ctx, l, readDone, sequential)
       .then(
         (d) => {
           done[l.index] = d;

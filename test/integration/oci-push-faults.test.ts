@@ -5,11 +5,19 @@
  * leaves every tag where it was.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { join } from 'node:path';
-import { REPO_ROOT } from '../harness/github-runner.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.mjs';
 import { requireCommand } from '../support/fixtures.js';
-import { exists, fixtures, ok, push, totalsOf, verify, type Fixtures } from '../support/oci-push.js';
+import {
+  exists,
+  fixtures,
+  ok,
+  push,
+  totalsOf,
+  verify,
+  type Fixtures,
+  distSnapshot,
+  removeDistSnapshot,
+} from '../support/oci-push.js';
 import { startRegistry, type Registry } from '../support/registry.mjs';
 
 let fx: Fixtures;
@@ -19,13 +27,14 @@ const UPLOADS = /\/blobs\/uploads\//;
 
 beforeAll(async () => {
   requireCommand('/usr/bin/skopeo', 'skopeo');
-  requireCommand(join(REPO_ROOT, 'dist/oci-push/index.js'), "the dist bundle ('npm run build')");
+  await distSnapshot();
   fx = await fixtures();
   reg = await startRegistry();
   proxy = await startFaultProxy({ target: reg.url });
 }, 300_000);
 
 afterAll(async () => {
+  removeDistSnapshot();
   await proxy?.stop();
   await reg?.stop();
 });
@@ -156,7 +165,7 @@ describe('a token expiring mid-push', () => {
     tokenReg = await startRegistry({
       auth: 'token',
       users: { alice: 'pw-alice' },
-      tokenTtlSeconds: 2,
+      tokenTtlSeconds: 3, // whole seconds: a fresh token lives 2-3 s, longer than one stalled request (1.2 s)
       advertisedExpiresIn: 300,
     });
     slow = await startFaultProxy({ target: tokenReg.url });

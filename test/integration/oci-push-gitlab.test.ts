@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { REPO_ROOT } from '../harness/github-runner.js';
 import { requireCommand } from '../support/fixtures.js';
-import { fixtures, verify, type Fixtures } from '../support/oci-push.js';
+import { fixtures, verify, type Fixtures, distSnapshot, removeDistSnapshot } from '../support/oci-push.js';
 import { startRegistry, type Registry } from '../support/registry.mjs';
 
 const GCL = join(REPO_ROOT, 'node_modules/gitlab-ci-local/dist/index.js');
@@ -84,13 +84,14 @@ beforeAll(async () => {
   requireCommand('/usr/bin/rsync', 'rsync');
   requireCommand('/usr/bin/git', 'git');
   requireCommand(GCL, "gitlab-ci-local (devDependency: 'npm ci')");
-  requireCommand(join(REPO_ROOT, 'dist/oci-push/index.js'), "the dist bundle ('npm run build')");
+  await distSnapshot();
   fx = await fixtures();
   reg = await startRegistry({ auth: 'htpasswd', users: { [USER]: PASSWORD } });
   scratch = mkdtempSync(join(tmpdir(), 'flake-ci-gitlab-oci-'));
 }, 300_000);
 
 afterAll(async () => {
+  removeDistSnapshot();
   await reg?.stop();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
@@ -99,7 +100,9 @@ describe('gitlab-templates/oci-push.yml under gitlab-ci-local', () => {
   it("pushes to $CI_REGISTRY_IMAGE with the job's credentials and hands DIGEST and REFS to a later job", async () => {
     const image = `${reg.host}/acme/consumer`;
     const dir = project('push', {
-      include: [{ local: TEMPLATE, inputs: { image: fx.archiveZstd, suite_dir: REPO_ROOT, compression: 'zstd' } }],
+      include: [
+        { local: TEMPLATE, inputs: { image: fx.archiveZstd, suite_dir: await distSnapshot(), compression: 'zstd' } },
+      ],
       stages: ['push', 'use'],
       push: { extends: '.flake-ci-oci-push', stage: 'push' },
       use: { stage: 'use', needs: ['push'], script: ['echo "got DIGEST=$DIGEST"', 'echo "got REFS=$REFS"'] },

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT, isolationSetup } from '../harness/github-runner.js';
+import { isolationSetup } from '../harness/github-runner.js';
 import { NIX234_BIN, requireCommand, requireFixtures } from '../support/fixtures.js';
 import {
   FIXTURE_FLAKE,
@@ -19,6 +19,8 @@ import {
   totalsOf,
   verify,
   type Fixtures,
+  distSnapshot,
+  removeDistSnapshot,
 } from '../support/oci-push.js';
 import { startRegistry, type Registry } from '../support/registry.mjs';
 
@@ -30,13 +32,14 @@ beforeAll(async () => {
   requireFixtures();
   requireCommand('/usr/bin/skopeo', 'skopeo');
   requireCommand('/usr/bin/nix', 'nix-bin');
-  requireCommand(join(REPO_ROOT, 'dist/oci-push/index.js'), "the dist bundle ('npm run build')");
+  await distSnapshot();
   fx = await fixtures();
   reg = await startRegistry();
   scratch = mkdtempSync(join(tmpdir(), 'flake-ci-oci-index-'));
 }, 300_000);
 
 afterAll(async () => {
+  removeDistSnapshot();
   await reg?.stop();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });

@@ -9,9 +9,20 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../harness/github-runner.js';
 import { requireCommand } from '../support/fixtures.js';
-import { exists, fixtures, metadata, ok, printed, push, totalsOf, verify, type Fixtures } from '../support/oci-push.js';
+import {
+  exists,
+  fixtures,
+  metadata,
+  ok,
+  printed,
+  push,
+  totalsOf,
+  verify,
+  type Fixtures,
+  distSnapshot,
+  removeDistSnapshot,
+} from '../support/oci-push.js';
 import { startRegistry, type Registry } from '../support/registry.mjs';
 
 let fx: Fixtures;
@@ -19,11 +30,11 @@ let reg: Registry;
 let scratch: string;
 
 beforeAll(async () => {
+  await distSnapshot();
   for (const [file, pkg] of [
     ['/usr/bin/skopeo', 'skopeo'],
     ['/usr/bin/unshare', 'util-linux'],
     ['/usr/bin/nix', 'nix-bin'],
-    [join(REPO_ROOT, 'dist/oci-push/index.js'), "the dist bundle ('npm run build')"],
   ])
     requireCommand(file as string, pkg as string);
   if (Number(process.versions.node.split('.')[0]) < 24)
@@ -34,6 +45,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  removeDistSnapshot();
   await reg?.stop();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });

@@ -6,7 +6,7 @@
 import { expect } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,6 +34,31 @@ export async function fixtures(): Promise<Fixtures> {
   return { ...img, layers, n2cLayers: n2c.layers.map((l) => l.diff_ids) };
 }
 
+let snapshot: string | undefined;
+
+/**
+ * A private copy of dist/oci-push, taken once per test file: `npm run build` starts with `rm -rf dist`, so a build in
+ * another terminal would otherwise fail the steps of a run in progress. Waits (up to a minute) for a build under way
+ * to finish: each entry's package.json is written after its index.js. Removed by removeDistSnapshot().
+ */
+export async function distSnapshot(): Promise<string> {
+  if (snapshot) return snapshot;
+  const entry = join(REPO_ROOT, 'dist', 'oci-push');
+  for (let waited = 0; !existsSync(join(entry, 'package.json')); waited += 500) {
+    if (waited > 60_000) throw new Error(`${entry} is missing: run 'npm run build'`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const root = mkdtempSync(join(tmpdir(), 'flake-ci-oci-dist-'));
+  cpSync(entry, join(root, 'dist', 'oci-push'), { recursive: true });
+  snapshot = root;
+  return root;
+}
+
+export function removeDistSnapshot(): void {
+  if (snapshot) rmSync(snapshot, { recursive: true, force: true });
+  snapshot = undefined;
+}
+
 export interface PushOptions {
   env?: Record<string, string>;
   /** nix2container: run in a private mount namespace with this copy of the store bind-mounted on /nix. */
@@ -44,9 +69,10 @@ export interface PushOptions {
 
 /** One oci-push step, run as the GitHub runner runs it: fresh RUNNER_TEMP, HOME and file commands every time. */
 export async function push(inputs: Record<string, string>, opts: PushOptions = {}): Promise<StepResult> {
-  if (!opts.storeRoot && !opts.setup) return runStep({ action: 'oci-push', inputs, env: opts.env });
+  const distRoot = join(await distSnapshot(), 'dist');
+  if (!opts.storeRoot && !opts.setup) return runStep({ action: 'oci-push', distRoot, inputs, env: opts.env });
   const setup = opts.setup ?? ['mkdir -p /nix', `mount --bind ${shellQuote(`${opts.storeRoot}/nix`)} /nix`];
-  const r = await runActionInNamespace({ action: 'oci-push', inputs, env: opts.env }, { setup });
+  const r = await runActionInNamespace({ action: 'oci-push', distRoot, inputs, env: opts.env }, { setup });
   return r.main;
 }
 
