@@ -161,7 +161,7 @@ describe('a token expiring mid-push', () => {
   let tokenReg: Registry;
   let slow: FaultProxy;
   beforeAll(async () => {
-    // Valid for 2 s but advertised for 300 s: the push learns of the expiry only from the registry's 401.
+    // Short-lived but advertised for 300 s: the push learns of the expiry only from the registry's 401.
     tokenReg = await startRegistry({
       auth: 'token',
       users: { alice: 'pw-alice' },
