@@ -127,7 +127,6 @@ describe('a failing cache service never fails the job', () => {
     expect(warnings(r.post).join('\n')).toMatch(/Saving the Nix store cache failed.*timed out after 4 s/s);
     // No `::error::` reaches the log: @actions/cache's 5xx errors are downgraded to warnings.
     expect(r.main.annotations.filter((a) => a.level === 'error')).toEqual([]);
-    expect(r.post?.durationMs).toBeLessThan(10_000);
   });
 
   it.each(['flip', 'truncate'] as const)(

@@ -103,8 +103,7 @@ describe.each(NIX_VERSIONS)('actions/cache (github backend) with $name', ({ bin 
     expect(r.post?.outputs).toEqual({ 'paths-saved': '0', 'bytes-up': '0' });
     expect(visible(r.post)).toContain('the exact key was restored and nothing new was added');
     expect(callsSince(svc, from, 'CreateCacheEntry')).toHaveLength(0);
-    // The benchmark measures this against its 0.5 s goal; here only a loose bound for a loaded test machine.
-    expect(r.post?.durationMs).toBeLessThan(3000);
+    // How fast this is belongs to bench/cache.mjs (goal <= 0.5 s); here: nothing created, nothing uploaded.
   });
 
   it('a new flake.lock hits partially, and records the chain so the next job hits exactly', async () => {
