@@ -32089,6 +32089,98 @@ async function runPhase(platform, phase) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/oci/registry/reference.ts
+/**
+ * Image references as docker and skopeo read them: `[host[:port]/]path[:tag][@digest]`. A first component counts as
+ * a host when it has a dot or a port or is `localhost`, otherwise the image is on Docker Hub (`docker.io`, with
+ * `library/` for one-component names). Errors name the reference, because users paste these from many places.
+ */
+
+const DOCKER_HUB = 'docker.io';
+/** docker.io is a name, not a host: its API lives here. */
+const DOCKER_HUB_API = 'registry-1.docker.io';
+// distribution/reference's grammar: lower-case components joined by one '.', one or two '_', or any run of '-'.
+const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[\w][\w.-]{0,127}$/;
+const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+const HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/;
+function isDigest(value) {
+    return DIGEST.test(value);
+}
+/** The host the registry's HTTP API is on (docker.io is served by registry-1.docker.io). */
+function apiHost(registry) {
+    return registry === DOCKER_HUB || registry === 'index.docker.io' ? DOCKER_HUB_API : registry;
+}
+/** Loopback registries default to plain HTTP (like docker's insecure-registries default for 127.0.0.0/8). */
+function isLoopback(registry) {
+    const host = registry.startsWith('[') ? registry.slice(0, registry.indexOf(']') + 1) : registry.split(':')[0];
+    return host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
+}
+function looksLikeHost(component) {
+    return component.includes('.') || component.includes(':') || component === 'localhost' || component.startsWith('[');
+}
+/**
+ * Parses a reference. A reference with neither tag nor digest gets the tag `latest`, as docker does; with both, the
+ * digest is what a registry serves and the tag is kept for the push.
+ */
+function parseReference(input) {
+    const ref = input.trim().replace(/^docker:\/\//, '');
+    const bad = (why) => new InputError(`Invalid image reference '${input}': ${why}`);
+    if (!ref)
+        throw bad('it is empty');
+    if (/^[a-z]+:\/\//i.test(ref))
+        throw bad('remove the URL scheme (write host/repository:tag)');
+    let rest = ref;
+    let digest;
+    const at = rest.indexOf('@');
+    if (at >= 0) {
+        digest = rest.slice(at + 1);
+        rest = rest.slice(0, at);
+        if (!isDigest(digest))
+            throw bad(`'${digest}' is not a digest (sha256: followed by 64 lower-case hex digits)`);
+    }
+    let tag;
+    const colon = rest.lastIndexOf(':');
+    if (colon > rest.lastIndexOf('/')) {
+        tag = rest.slice(colon + 1);
+        rest = rest.slice(0, colon);
+        if (!TAG.test(tag))
+            throw bad(`'${tag}' is not a valid tag (letters, digits, '_', '.', '-'; at most 128)`);
+    }
+    const slash = rest.indexOf('/');
+    let registry = DOCKER_HUB;
+    let repository = rest;
+    if (slash >= 0 && looksLikeHost(rest.slice(0, slash))) {
+        registry = rest.slice(0, slash);
+        repository = rest.slice(slash + 1);
+        if (!HOST.test(registry))
+            throw bad(`'${registry}' is not a valid registry host`);
+        registry = registry.toLowerCase();
+        if (registry === 'index.docker.io')
+            registry = DOCKER_HUB;
+    }
+    if (registry === DOCKER_HUB && !repository.includes('/'))
+        repository = `library/${repository}`;
+    if (!repository)
+        throw bad('the repository name is missing');
+    if (repository.length > 255)
+        throw bad('the repository name is longer than 255 characters');
+    for (const component of repository.split('/')) {
+        if (COMPONENT.test(component))
+            continue;
+        if (COMPONENT.test(component.toLowerCase()))
+            throw bad(`repository names must be lower-case: use '${repository.toLowerCase()}'`);
+        throw bad(`'${component}' is not a valid repository path component (lower-case letters, digits, '.', '_', '-')`);
+    }
+    if (tag === undefined && digest === undefined)
+        tag = 'latest';
+    return { registry, repository, ...(tag !== undefined ? { tag } : {}), ...(digest !== undefined ? { digest } : {}) };
+}
+/** The canonical string form: `registry/repository[:tag][@digest]`. */
+function formatReference(ref) {
+    return `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
+}
+
 ;// CONCATENATED MODULE: ./src/oci-push/references.ts
 /**
  * Full image references as the oci-push inputs take them: `registry[:port]/repository[:tag][@digest]`, with the
@@ -32099,16 +32191,14 @@ async function runPhase(platform, phase) {
  */
 
 const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
-const HOST = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:]+\\])`;
-const REGISTRY = new RegExp(`^${HOST}(?::[0-9]{1,5})?$`);
+const references_HOST = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:]+\\])`;
+const REGISTRY = new RegExp(`^${references_HOST}(?::[0-9]{1,5})?$`);
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG = /^[\w][\w.-]{0,127}$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-/** `docker.io/library/app:1`, `ghcr.io/o/app@sha256:...`: the normalised text of a reference. */
-function formatReference(ref) {
-    return `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
-}
+const references_TAG = /^[\w][\w.-]{0,127}$/;
+const references_DIGEST = /^sha256:[0-9a-f]{64}$/;
+const references_DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+// One canonical text form for the whole suite: the registry client's.
+
 /** Parses one full reference; every error names the input, the value and what a valid one looks like. */
 function parseFullReference(text, opts) {
     const bad = (why) => new errors_InputError(`Input '${opts.input}' holds '${text}', which ${why}. Write a full reference such as 'ghcr.io/OWNER/app:1.0' or 'docker.io/USER/app:latest'.`);
@@ -32118,7 +32208,7 @@ function parseFullReference(text, opts) {
     if (at >= 0) {
         digest = rest.slice(at + 1);
         rest = rest.slice(0, at);
-        if (!DIGEST.test(digest))
+        if (!references_DIGEST.test(digest))
             throw bad(`has '@${digest}', which is not a digest (sha256: and 64 lower-case hex digits)`);
         if (!opts.digest)
             throw bad(`names a digest; a digest can be read but not pushed to, so drop '@${digest}' and give a tag (or no tag, to push by digest)`);
@@ -32136,7 +32226,7 @@ function parseFullReference(text, opts) {
     if (colon >= 0) {
         tag = path.slice(colon + 1);
         path = path.slice(0, colon);
-        if (!TAG.test(tag))
+        if (!references_TAG.test(tag))
             throw bad(`has the tag '${tag}', which is not 1-128 of letters, digits, '_', '.', '-'`);
     }
     const components = path.split('/');
@@ -32145,7 +32235,7 @@ function parseFullReference(text, opts) {
     if (opts.pinned && !tag && !digest)
         throw bad('names no tag or digest to read');
     let registry = first.toLowerCase();
-    if (DOCKER_HUB.has(registry)) {
+    if (references_DOCKER_HUB.has(registry)) {
         registry = 'docker.io';
         if (components.length === 1)
             path = `library/${path}`;
@@ -36885,98 +36975,6 @@ class Authenticator {
     }
 }
 
-;// CONCATENATED MODULE: ./src/oci/registry/reference.ts
-/**
- * Image references as docker and skopeo read them: `[host[:port]/]path[:tag][@digest]`. A first component counts as
- * a host when it has a dot or a port or is `localhost`, otherwise the image is on Docker Hub (`docker.io`, with
- * `library/` for one-component names). Errors name the reference, because users paste these from many places.
- */
-
-const reference_DOCKER_HUB = 'docker.io';
-/** docker.io is a name, not a host: its API lives here. */
-const DOCKER_HUB_API = 'registry-1.docker.io';
-// distribution/reference's grammar: lower-case components joined by one '.', one or two '_', or any run of '-'.
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const reference_TAG = /^[\w][\w.-]{0,127}$/;
-const reference_DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
-const reference_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/;
-function isDigest(value) {
-    return reference_DIGEST.test(value);
-}
-/** The host the registry's HTTP API is on (docker.io is served by registry-1.docker.io). */
-function apiHost(registry) {
-    return registry === reference_DOCKER_HUB || registry === 'index.docker.io' ? DOCKER_HUB_API : registry;
-}
-/** Loopback registries default to plain HTTP (like docker's insecure-registries default for 127.0.0.0/8). */
-function isLoopback(registry) {
-    const host = registry.startsWith('[') ? registry.slice(0, registry.indexOf(']') + 1) : registry.split(':')[0];
-    return host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
-}
-function looksLikeHost(component) {
-    return component.includes('.') || component.includes(':') || component === 'localhost' || component.startsWith('[');
-}
-/**
- * Parses a reference. A reference with neither tag nor digest gets the tag `latest`, as docker does; with both, the
- * digest is what a registry serves and the tag is kept for the push.
- */
-function parseReference(input) {
-    const ref = input.trim().replace(/^docker:\/\//, '');
-    const bad = (why) => new InputError(`Invalid image reference '${input}': ${why}`);
-    if (!ref)
-        throw bad('it is empty');
-    if (/^[a-z]+:\/\//i.test(ref))
-        throw bad('remove the URL scheme (write host/repository:tag)');
-    let rest = ref;
-    let digest;
-    const at = rest.indexOf('@');
-    if (at >= 0) {
-        digest = rest.slice(at + 1);
-        rest = rest.slice(0, at);
-        if (!isDigest(digest))
-            throw bad(`'${digest}' is not a digest (sha256: followed by 64 lower-case hex digits)`);
-    }
-    let tag;
-    const colon = rest.lastIndexOf(':');
-    if (colon > rest.lastIndexOf('/')) {
-        tag = rest.slice(colon + 1);
-        rest = rest.slice(0, colon);
-        if (!reference_TAG.test(tag))
-            throw bad(`'${tag}' is not a valid tag (letters, digits, '_', '.', '-'; at most 128)`);
-    }
-    const slash = rest.indexOf('/');
-    let registry = reference_DOCKER_HUB;
-    let repository = rest;
-    if (slash >= 0 && looksLikeHost(rest.slice(0, slash))) {
-        registry = rest.slice(0, slash);
-        repository = rest.slice(slash + 1);
-        if (!reference_HOST.test(registry))
-            throw bad(`'${registry}' is not a valid registry host`);
-        registry = registry.toLowerCase();
-        if (registry === 'index.docker.io')
-            registry = reference_DOCKER_HUB;
-    }
-    if (registry === reference_DOCKER_HUB && !repository.includes('/'))
-        repository = `library/${repository}`;
-    if (!repository)
-        throw bad('the repository name is missing');
-    if (repository.length > 255)
-        throw bad('the repository name is longer than 255 characters');
-    for (const component of repository.split('/')) {
-        if (COMPONENT.test(component))
-            continue;
-        if (COMPONENT.test(component.toLowerCase()))
-            throw bad(`repository names must be lower-case: use '${repository.toLowerCase()}'`);
-        throw bad(`'${component}' is not a valid repository path component (lower-case letters, digits, '.', '_', '-')`);
-    }
-    if (tag === undefined && digest === undefined)
-        tag = 'latest';
-    return { registry, repository, ...(tag !== undefined ? { tag } : {}), ...(digest !== undefined ? { digest } : {}) };
-}
-/** The canonical string form: `registry/repository[:tag][@digest]`. */
-function reference_formatReference(ref) {
-    return `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
-}
-
 ;// CONCATENATED MODULE: ./src/oci/registry/session.ts
 /**
  * The plumbing under RegistryClient: one registry host, keep-alive agents, authentication (Basic or cached Bearer
@@ -37282,7 +37280,7 @@ class RegistryClient extends RegistrySession {
 
 
 
-const DOCKER_HUB_ALIASES = [reference_DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io'];
+const DOCKER_HUB_ALIASES = [DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io'];
 /** `https://index.docker.io/v1/` -> `index.docker.io`; keys may be hosts or URLs. */
 function keyHost(key) {
     return (key

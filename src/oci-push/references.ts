@@ -25,10 +25,8 @@ export interface ParseOptions {
   pinned?: boolean;
 }
 
-/** `docker.io/library/app:1`, `ghcr.io/o/app@sha256:...`: the normalised text of a reference. */
-export function formatReference(ref: ImageRef): string {
-  return `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
-}
+// One canonical text form for the whole suite: the registry client's.
+export { formatReference } from '../oci/registry/reference.js';
 
 /** Parses one full reference; every error names the input, the value and what a valid one looks like. */
 export function parseFullReference(text: string, opts: ParseOptions): ImageRef {
