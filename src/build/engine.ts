@@ -44,6 +44,23 @@ export interface BuildEngineOptions {
   extraBuildArgs?: readonly string[];
   /** Every build log event, for live rendering. */
   onBuildEvent?: (event: NixLogEvent) => void;
+  /**
+   * Called once after evaluation with the attributes about to be built (cached ones excluded). It may refuse some
+   * (e.g. VM tests on a runner without usable KVM): they are reported `failed` with the given message and not
+   * built. Its `extraArgs` are added to every build command (e.g. `--option extra-system-features ...`).
+   */
+  prepareBuild?: (targets: readonly PreparedTarget[]) => Promise<BuildPreparation>;
+}
+
+export interface PreparedTarget extends BuildTarget {
+  /** requiredSystemFeatures of the attribute's derivation. */
+  features: string[];
+}
+
+export interface BuildPreparation {
+  /** attr -> why it is not built. */
+  refused?: ReadonlyMap<string, string>;
+  extraArgs?: readonly string[];
 }
 
 export interface BuildEngineResult {
@@ -80,8 +97,10 @@ export async function runBuild(
     if (!e.ok) platform.log('info', `evaluation error in ${e.attr}: ${e.error.summary}`);
   }
 
-  const targets: BuildTarget[] = [];
-  for (const e of evaluated) if (e.ok) targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs });
+  const targets: PreparedTarget[] = [];
+  for (const e of evaluated)
+    if (e.ok)
+      targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features });
 
   let cached = new Map<string, CachedAt>();
   if (opts.skipCached && targets.length > 0) {
@@ -90,13 +109,17 @@ export async function runBuild(
     platform.log('info', `${cached.size} attribute(s) cached, ${targets.length - cached.size} to build.`);
   }
 
-  const toBuild = targets.filter((t) => !cached.has(t.attr));
+  let toBuild = targets.filter((t) => !cached.has(t.attr));
+  const prepared: BuildPreparation = opts.prepareBuild && toBuild.length > 0 ? await opts.prepareBuild(toBuild) : {};
+  const refused = prepared.refused ?? new Map<string, string>();
+  toBuild = toBuild.filter((t) => !refused.has(t.attr));
+  const extraBuildArgs = [...(opts.extraBuildArgs ?? []), ...(prepared.extraArgs ?? [])];
   const built = await buildWithRetries(toBuild, opts.retries ?? 1, (ts, attempt) =>
     platform.group(`Building ${ts.length} attribute(s)${attempt > 1 ? ` (retry ${attempt - 1})` : ''}`, async () => {
       const run = await buildTargets(nix, ts, {
         timeout: opts.timeout,
         maxSilentTime: opts.maxSilentTime,
-        extraArgs: opts.extraBuildArgs,
+        extraArgs: extraBuildArgs,
         logLines: opts.logLines,
         cwd,
         onEvent: opts.onBuildEvent,
@@ -105,7 +128,7 @@ export async function runBuild(
     }),
   );
 
-  const results = assemble(evaluated, cached, new Map(built.map((b) => [b.attr, b])));
+  const results = assemble(evaluated, cached, new Map(built.map((b) => [b.attr, b])), refused);
   const counts = countResults(results);
   platform.log(
     'info',
@@ -122,6 +145,7 @@ export function assemble(
   evaluated: readonly EvalOutcome[],
   cached: ReadonlyMap<string, CachedAt>,
   built: ReadonlyMap<string, RetriedOutcome>,
+  refused: ReadonlyMap<string, string> = new Map(),
 ): AttrResult[] {
   return evaluated.map((e): AttrResult => {
     const base = { attr: e.attr, attrPath: e.attrPath, system: e.system ?? '' };
@@ -142,6 +166,8 @@ export function assemble(
     const drv = { drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features };
     const at = cached.get(e.attr);
     if (at !== undefined) return { ...base, ...drv, status: 'cached', duration: 0, attempts: 0, cachedAt: at };
+    const why = refused.get(e.attr);
+    if (why !== undefined) return { ...base, ...drv, status: 'failed', duration: 0, attempts: 0, error: why };
     const b = built.get(e.attr);
     if (!b) {
       return { ...base, ...drv, status: 'infra-failure', duration: 0, attempts: 0, error: 'no build result' };
