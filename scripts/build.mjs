@@ -5,11 +5,19 @@ import { readdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'no
 import { join, basename } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const entries = readdirSync(join(root, 'src/entrypoints'))
+const all = readdirSync(join(root, 'src/entrypoints'))
   .filter((f) => f.endsWith('.ts'))
   .map((f) => basename(f, '.ts'))
   .sort();
-rmSync(join(root, 'dist'), { recursive: true, force: true });
+// `--only a,b` rebuilds just those bundles and leaves the rest of dist/ alone, so work on one action does not pull
+// the other bundles out from under tests running at the same time. Without it, dist/ is rebuilt from scratch.
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt > 0 ? (process.argv[onlyAt + 1] ?? '').split(',').filter(Boolean) : undefined;
+const unknown = (only ?? []).filter((e) => !all.includes(e));
+if (unknown.length > 0) throw new Error(`--only: no src/entrypoints/${unknown[0]}.ts`);
+const entries = only ?? all;
+if (only) for (const entry of only) rmSync(join(root, 'dist', entry), { recursive: true, force: true });
+else rmSync(join(root, 'dist'), { recursive: true, force: true });
 for (const entry of entries) {
   const out = join(root, 'dist', entry);
   execFileSync(
