@@ -8,7 +8,7 @@ import type { NixLogEvent } from '../nix/log.js';
 import { formatVersion } from '../nix/version.js';
 import type { Platform } from '../platform/types.js';
 import type { BuildTarget } from './attribution.js';
-import { findCached, readNixConfig, type CachedAt } from './cached.js';
+import { findCached, readNixConfig, type CachedAt, type NixConfigInfo } from './cached.js';
 import { defaultEvalWorkers, evaluateAll, flakeSourcePath, type EvalOutcome } from './evaluate.js';
 import { countResults, type AttrResult, type Counts } from './results.js';
 import { buildWithRetries, type RetriedOutcome } from './retry.js';
@@ -72,11 +72,19 @@ export interface BuildEngineResult {
   sourcePath?: string;
 }
 
-export async function runBuild(
+export interface EvaluatedSelection {
+  evaluated: EvalOutcome[];
+  systems: string[];
+  config: NixConfigInfo;
+  sourcePath?: string;
+}
+
+/** Select and evaluate, without building: what the build needs first, and all that matrix planning needs. */
+export async function evaluateSelection(
   platform: Platform,
   nix: NixCommand,
   opts: BuildEngineOptions = {},
-): Promise<BuildEngineResult> {
+): Promise<EvaluatedSelection> {
   const flake = opts.flake ?? '.';
   const cwd = opts.cwd;
   const config = await readNixConfig(nix, cwd);
@@ -96,11 +104,22 @@ export async function runBuild(
   for (const e of evaluated) {
     if (!e.ok) platform.log('info', `evaluation error in ${e.attr}: ${e.error.summary}`);
   }
+  const out: EvaluatedSelection = { evaluated, systems, config };
+  if (sourcePath) out.sourcePath = sourcePath;
+  return out;
+}
+
+export async function runBuild(
+  platform: Platform,
+  nix: NixCommand,
+  opts: BuildEngineOptions = {},
+): Promise<BuildEngineResult> {
+  const cwd = opts.cwd;
+  const { evaluated, systems, config, sourcePath } = await evaluateSelection(platform, nix, opts);
 
   const targets: PreparedTarget[] = [];
   for (const e of evaluated)
-    if (e.ok)
-      targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features });
+    if (e.ok) targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features });
 
   let cached = new Map<string, CachedAt>();
   if (opts.skipCached && targets.length > 0) {
