@@ -9,7 +9,8 @@ import { formatVersion } from '../nix/version.js';
 import type { Platform } from '../platform/types.js';
 import type { BuildTarget } from './attribution.js';
 import { findCached, readNixConfig, type CachedAt, type NixConfigInfo } from './cached.js';
-import { defaultEvalWorkers, evaluateAll, flakeSourcePath, type EvalOutcome } from './evaluate.js';
+import { evaluateBatched } from './evaluate-batch.js';
+import { defaultEvalWorkers, flakeSourcePath, type EvalOutcome } from './evaluate.js';
 import { countResults, type AttrResult, type Counts } from './results.js';
 import { buildWithRetries, type RetriedOutcome } from './retry.js';
 import { buildTargets } from './run-build.js';
@@ -99,7 +100,7 @@ export async function evaluateSelection(
 
   const workers = opts.evalWorkers ?? defaultEvalWorkers();
   const evaluated = await platform.group(`Evaluating ${selected.length} attribute(s), ${workers} at a time`, () =>
-    evaluateAll(nix, selected, { flake, workers, cwd, sourcePath }),
+    evaluateBatched(nix, selected, { flake, workers, cwd, sourcePath }),
   );
   for (const e of evaluated) {
     if (!e.ok) platform.log('info', `evaluation error in ${e.attr}: ${e.error.summary}`);

@@ -1,8 +1,7 @@
 /**
- * Evaluating each selected attribute in its own `nix eval` process, `workers` at a time. A separate process per
- * attribute bounds memory (the evaluator frees everything when it exits) and isolates errors: a throw, a type error
- * or an infinite recursion fails that attribute alone, with Nix's message and position kept for annotations. A
- * process per attribute costs ~20 ms with a small flake on both Nix 2.8 and 2.34.
+ * Evaluating one attribute in its own `nix eval` process. evaluate-batch.ts evaluates most attributes in batches and
+ * comes here for what a batch could not evaluate: a process of its own isolates the error (a throw, a type error or
+ * an infinite recursion fails that attribute alone) and gives Nix's message and position for annotations.
  */
 import * as os from 'node:os';
 import type { NixCommand } from '../nix/command.js';
