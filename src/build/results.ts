@@ -71,6 +71,11 @@ export function countResults(results: readonly AttrResult[]): Counts {
 export interface ResultsFileMeta {
   flake?: string;
   nixVersion?: string;
+  /** The commit built: `mode: publish` attaches the checks to it. */
+  sha?: string;
+  /** owner/name of that commit's repository. */
+  repository?: string;
+  systems?: string[];
 }
 
 export function resultsJson(results: readonly AttrResult[], meta: ResultsFileMeta = {}): string {
