@@ -83,7 +83,9 @@ export class AttributionLog {
       if (this.tracker.activity(event.id)?.type === ActivityType.Builds)
         for (const r of this.records.values()) this.end(r);
     } else if (event.kind === 'msg' && event.level === Verbosity.Error) {
+      // ssh's messages inside Nix's carry CRLF line ends.
       const text = stripAnsi(event.msg)
+        .replace(/\r\n/g, '\n')
         .replace(/^error:\s*/, '')
         .trim();
       if (text === '' || SUMMARY.test(text)) return;
@@ -207,8 +209,12 @@ export function classify(input: ClassifyInput): AttemptOutcome[] {
     const tail = log.tracker.drv(drv)?.lines.slice(-input.logLines) ?? [];
     const own = log.ownFailures(drv);
     if (own.length > 0 || log.started(drv)) {
-      const error = own.length > 0 ? own.join('\n') : `the builder of ${drv} failed (Nix gave no reason)`;
-      const status = own.some(isInfraMessage) ? 'infra-failure' : 'failed';
+      // Nix 2.34 names no derivation when it cannot reach a remote builder (`cannot build on 'ssh://...'`), then says
+      // the derivation could not be built locally; the unreachable builder is the cause worth reporting.
+      const remote = log.started(drv) ? [] : log.unnamed.filter((m) => m.startsWith("cannot build on '"));
+      const reasons = [...own, ...remote];
+      const error = reasons.length > 0 ? reasons.join('\n') : `the builder of ${drv} failed (Nix gave no reason)`;
+      const status = reasons.some(isInfraMessage) ? 'infra-failure' : 'failed';
       return { attr: t.attr, status, duration, error, logTail: tail };
     }
     const closure = input.closures.get(drv) ?? [];

@@ -1,18 +1,108 @@
 /**
- * CONTRACT STUB (owned by the VM-test work): NixOS VM tests (derivations requiring `nixos-test`). Before they are
- * built, KVM must be usable (install-nix's probe, never the device node's mere presence), else they are refused with
- * a clear message unless emulation is allowed. Failed VM tests keep their logs (and screenshots) as artifacts.
+ * NixOS VM tests: derivations requiring the `nixos-test` system feature (and, on Linux, `kvm`). Before they are
+ * built, KVM must be usable: install-nix's probe runs a real guest, because the device node existing proves nothing
+ * (DESIGN.md; some hosts have a software /dev/kvm on which guests crawl). Without usable KVM they are refused with a
+ * message naming the attribute, why, and the fix, unless `allow-emulation` lets QEMU fall back to its TCG emulation.
+ * Either way Nix must be told it may schedule them: it offers `kvm` only when /dev/kvm was read-write when it started
+ * (and install-nix drops `kvm` where the probe failed), so the missing features are declared for the build with
+ * `--option extra-system-features`, which Nix 2.8 and 2.34 accept for `nix build` and `nix-store --realise` alike
+ * (a daemon honours it only from trusted users; install-nix makes the job's user one).
+ * Failed VM tests keep their logs and screenshots as artifacts: vm-artifacts.ts.
  */
+import { errorMessage } from '../errors.js';
+import { probeKvm, type KvmProbe } from '../install-nix/kvm.js';
+import type { NixCommand } from '../nix/command.js';
 import type { Platform } from '../platform/types.js';
+import { readNixConfig } from './cached.js';
 import type { BuildPreparation, PreparedTarget } from './engine.js';
 import type { AttrResult } from './results.js';
+import { keepVmArtifacts, type VmArtifact, type VmArtifactOptions } from './vm-artifacts.js';
+
+export type { VmArtifact, VmArtifactOptions };
+
+/** The system features a NixOS VM test may require that only a KVM-capable (or emulating) builder offers. */
+export const VM_FEATURES = ['kvm', 'nixos-test'] as const;
 
 export interface VmOptions {
   allowEmulation: boolean;
+  /** The installation that builds: its `system-features` decide which features must be declared. */
+  nix?: NixCommand;
+  /** Nix's system-features when already known; without them and without `nix`, all VM features are declared. */
+  systemFeatures?: readonly string[];
+  /** The KVM check; default install-nix's probeKvm. Each probe function runs once per process (once per run). */
+  probe?: () => Promise<KvmProbe>;
 }
 
 export function isVmTest(features: readonly string[]): boolean {
   return features.includes('nixos-test');
+}
+
+const defaultProbe = (): Promise<KvmProbe> => probeKvm();
+// Probing runs a guest and can take its whole deadline (3 s) on a host whose KVM emulates: once per run is enough.
+const probes = new WeakMap<() => Promise<KvmProbe>, Promise<KvmProbe>>();
+
+export function probeKvmOnce(probe: () => Promise<KvmProbe> = defaultProbe): Promise<KvmProbe> {
+  let p = probes.get(probe);
+  if (!p) {
+    p = probe();
+    probes.set(probe, p);
+  }
+  return p;
+}
+
+/** `allow-emulation` as the user writes it on this platform (GitLab inputs are snake_case). */
+export function emulationInput(platform: Platform): string {
+  return platform.name === 'gitlab' ? 'allow_emulation' : 'allow-emulation';
+}
+
+/** Why a VM test is not built, and what to do about it: it becomes the attribute's error in every report. */
+export function refusalMessage(attr: string, probe: KvmProbe, platform: Platform): string {
+  return (
+    `${attr} is a NixOS VM test (it requires the 'nixos-test' system feature) and was not built: KVM is not ` +
+    `usable on this runner (${probe.reason}). Run it on a runner with KVM (GitHub-hosted Linux runners have it ` +
+    `once install-nix has added its udev rule for /dev/kvm), or set '${emulationInput(platform)}: true' to run it ` +
+    `under QEMU's TCG emulation, which is much slower.`
+  );
+}
+
+/**
+ * The VM features the tests need that Nix does not offer. Only features some VM test requires are declared;
+ * `systemFeatures` undefined (unknown) means Nix offers none of them.
+ */
+export function missingVmFeatures(
+  targets: readonly { features: readonly string[] }[],
+  systemFeatures?: readonly string[],
+): string[] {
+  const needed = VM_FEATURES.filter((f) => targets.some((t) => isVmTest(t.features) && t.features.includes(f)));
+  return needed.filter((f) => !(systemFeatures ?? []).includes(f));
+}
+
+/** Build arguments declaring `features` for this build only (nothing when there is nothing to declare). */
+export function vmFeatureArgs(features: readonly string[]): string[] {
+  return features.length === 0 ? [] : ['--option', 'extra-system-features', features.join(' ')];
+}
+
+export function emulationWarning(platform: Platform, attrs: readonly string[], probe: KvmProbe): string {
+  // Where /dev/kvm accepts VMs but guests crawl, QEMU's `accel=kvm:tcg` fallback (NixOS's qemu-kvm) still picks it.
+  const caveat = probe.vmCreated
+    ? ` /dev/kvm accepts VMs here, so a QEMU that prefers KVM over TCG may still use it and crawl or hang.`
+    : '';
+  return (
+    `Building ${attrs.length} NixOS VM test(s) under emulation (${emulationInput(platform)}: true): KVM is not ` +
+    `usable (${probe.reason}), so QEMU runs them with its TCG emulation, much slower than with KVM: ` +
+    `${attrs.join(', ')}.${caveat}`
+  );
+}
+
+async function nixSystemFeatures(platform: Platform, opts: VmOptions): Promise<readonly string[] | undefined> {
+  if (opts.systemFeatures) return opts.systemFeatures;
+  if (!opts.nix) return undefined;
+  try {
+    return (await readNixConfig(opts.nix)).systemFeatures;
+  } catch (e) {
+    platform.log('debug', `Could not read Nix's system-features, declaring all VM features: ${errorMessage(e)}`);
+    return undefined;
+  }
 }
 
 /** The engine's prepareBuild hook for VM tests. */
@@ -21,26 +111,48 @@ export async function prepareVmTests(
   targets: readonly PreparedTarget[],
   opts: VmOptions,
 ): Promise<BuildPreparation> {
-  void platform;
-  void targets;
-  void opts;
-  return Promise.resolve({});
+  const vm = targets.filter((t) => isVmTest(t.features));
+  if (vm.length === 0) return {};
+  const attrs = vm.map((t) => t.attr);
+  const probe = await probeKvmOnce(opts.probe);
+  platform.log('debug', `KVM probe: ${JSON.stringify(probe)}`);
+
+  if (!probe.usable && !opts.allowEmulation) {
+    platform.log(
+      'warning',
+      `Not building ${vm.length} NixOS VM test(s), KVM is not usable on this runner (${probe.reason}): ` +
+        `${attrs.join(', ')}. Use a runner with KVM, or set '${emulationInput(platform)}: true' to emulate.`,
+    );
+    return { refused: new Map(vm.map((t) => [t.attr, refusalMessage(t.attr, probe, platform)])) };
+  }
+
+  const missing = missingVmFeatures(vm, await nixSystemFeatures(platform, opts));
+  if (probe.usable) platform.log('info', `KVM is usable (${probe.reason}): building ${vm.length} NixOS VM test(s).`);
+  else platform.log('warning', emulationWarning(platform, attrs, probe));
+  if (missing.length === 0) return {};
+  platform.log(
+    'info',
+    `Nix's system-features lack '${missing.join(' ')}'; declaring them for this build so that Nix schedules the ` +
+      `VM tests.`,
+  );
+  return { extraArgs: vmFeatureArgs(missing) };
 }
 
-export interface VmArtifact {
-  attr: string;
-  /** Files kept for this VM test (log, screenshots), absolute paths under the artifact directory. */
-  files: string[];
-}
-
-/** Keeps what failed VM tests left behind under `dir`; returns what was kept, for the summary. */
+/**
+ * Keeps what failed VM tests left behind under `dir/<attr>/`: the full build log (the log tail when Nix has none or
+ * no `nix` is given), and, when `nix` and `flake` are given and the test exposes a `driver` (NixOS tests do), what
+ * its driver writes when run again (screenshots). Returns what was kept, for the summary; never throws.
+ */
 export async function collectVmArtifacts(
   platform: Platform,
   results: readonly AttrResult[],
   dir: string,
+  opts: VmArtifactOptions = {},
 ): Promise<VmArtifact[]> {
-  void platform;
-  void results;
-  void dir;
-  return Promise.resolve([]);
+  return keepVmArtifacts(
+    platform,
+    results.filter((r) => isVmTest(r.features)),
+    dir,
+    opts,
+  );
 }
