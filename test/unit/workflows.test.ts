@@ -15,13 +15,16 @@ interface Doc {
   text: string;
 }
 
-const workflowDir = join(root, '.github/workflows');
-const workflows: Doc[] = existsSync(workflowDir)
-  ? readdirSync(workflowDir)
-      .filter((f) => /\.ya?ml$/.test(f))
-      .sort()
-      .map((f) => ({ name: `.github/workflows/${f}`, text: readFileSync(join(workflowDir, f), 'utf8') }))
-  : [];
+// Our own workflows, and the example workflows users copy.
+const workflowDirs = ['.github/workflows', 'examples/build'];
+const workflows: Doc[] = workflowDirs.flatMap((dir) =>
+  existsSync(join(root, dir))
+    ? readdirSync(join(root, dir))
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort()
+        .map((f) => ({ name: `${dir}/${f}`, text: readFileSync(join(root, dir, f), 'utf8') }))
+    : [],
+);
 
 /** ```yaml blocks of README.md that are workflows (have a top-level `jobs:`); GitLab examples are skipped. */
 function readmeWorkflows(): Doc[] {
@@ -106,7 +109,13 @@ const docs = [...workflows, ...readmeWorkflows()];
 describe('workflow lint', () => {
   it('finds the workflows and the README examples', () => {
     expect(workflows.map((w) => w.name)).toEqual(
-      expect.arrayContaining(['.github/workflows/ci.yml', '.github/workflows/e2e.yml']),
+      expect.arrayContaining([
+        '.github/workflows/ci.yml',
+        '.github/workflows/e2e.yml',
+        'examples/build/pr.yml',
+        'examples/build/publish-from-fork.yml',
+        'examples/build/matrix.yml',
+      ]),
     );
     expect(docs.some((d) => d.name.startsWith('README.md:'))).toBe(true);
   });
