@@ -44191,9 +44191,19 @@ function includeEntry(inc, template) {
         entry.inputs = inputs;
     return entry;
 }
-/** `skip-cached` -> INPUT_SKIP_CACHED, as the GitLab platform reads it. */
+/**
+ * Inputs build.yml carries under names of its own, because install-nix.yml or cache.yml have inputs of the same name
+ * with other meanings; its script hands them to the bundle as INPUT_* only for the build step.
+ */
+const TEMPLATE_VARIABLES = {
+    mode: 'FLAKE_CI_BUILD_MODE',
+    'github-token': 'FLAKE_CI_BUILD_GITHUB_TOKEN',
+    timeout: 'FLAKE_CI_BUILD_TIMEOUT',
+    strict: 'FLAKE_CI_BUILD_STRICT',
+};
+/** `skip-cached` -> INPUT_SKIP_CACHED, as the GitLab platform reads it (or the name build.yml uses instead). */
 function inputVariable(name) {
-    return `INPUT_${name.replace(/[- ]/g, '_').toUpperCase()}`;
+    return TEMPLATE_VARIABLES[name] ?? `INPUT_${name.replace(/[- ]/g, '_').toUpperCase()}`;
 }
 /** A job variable GitLab passes as is: `expand: false` where a `$` would otherwise start a variable reference. */
 function raw(value) {

@@ -128,7 +128,7 @@ describe('gitlab-templates/build.yml', () => {
         snake,
         default: gitlabDefaults[name] ?? input.default,
       });
-      const variable = ['mode', 'github_token'].includes(snake)
+      const variable = ['mode', 'github_token', 'timeout', 'strict'].includes(snake)
         ? `FLAKE_CI_BUILD_${snake.toUpperCase()}`
         : `INPUT_${snake.toUpperCase()}`;
       expect({ snake, value: job?.variables[variable] }).toEqual({ snake, value: `$[[ inputs.${snake} ]]` });
@@ -136,9 +136,10 @@ describe('gitlab-templates/build.yml', () => {
     const templateOnly = Object.keys(spec).filter((k) => !(k.replace(/_/g, '-') in action.inputs));
     expect(templateOnly.sort()).toEqual(['child_include', 'image', 'suite_dir', 'suite_ref', 'suite_url']);
     expect(job?.variables.FLAKE_CI_CHILD_INCLUDE).toBe('$[[ inputs.child_include ]]');
-    // No INPUT_MODE / INPUT_GITHUB_TOKEN of ours: they would replace install-nix's when both are extended.
-    expect(job?.variables).not.toHaveProperty('INPUT_MODE');
-    expect(job?.variables).not.toHaveProperty('INPUT_GITHUB_TOKEN');
+    // No INPUT_MODE / INPUT_GITHUB_TOKEN / INPUT_TIMEOUT / INPUT_STRICT of ours: they would replace install-nix's or
+    // cache.yml's when a job extends several templates.
+    for (const v of ['INPUT_MODE', 'INPUT_GITHUB_TOKEN', 'INPUT_TIMEOUT', 'INPUT_STRICT'])
+      expect(job?.variables).not.toHaveProperty(v);
     const script = job?.script.join('\n') ?? '';
     for (const entry of ['build', 'build-post']) expect(script).toContain(`dist/${entry}/index.js`);
     expect(action.runs).toEqual({
