@@ -1,7 +1,10 @@
 // actions/cache (github backend) on a generated closure of ~800 store paths / ~120 MB, with Nix 2.34, against the
 // cache service double (twirp + Azurite on 127.0.0.1), each job in a fresh tmpfs /nix:
-// - restore (main step: download, extract, `nix copy` import with hash checks, store listing) against
-//   `zstd -d | tar -x` of the same paths plus `nix-store --load-db` (registration in the Nix database);
+// - restore (the whole main step: node start, entry lookup, download streamed through zstd and unpacked straight
+//   into the store with every NAR hash checked, one `nix-store --load-db`, store listing) against `zstd -d | tar -x`
+//   of the same paths plus `nix-store --load-db` (registration in the Nix database), run alternately with ours so both
+//   see the same load on a shared machine; CPU seconds (user + system) of both sides are printed too (ours excludes
+//   the blob server's, Azurite's, which serves the download);
 // - the post step when nothing is new (goal <= 0.5 s, no upload), and after adding 10 paths (uploads only those);
 // - cache-nix-action's approach on the same data: the whole /nix as one @actions/cache entry, saved and restored.
 // The runner's temp directory (where @actions/cache puts the archive and we unpack the entry) is a tmpfs too, like
@@ -54,6 +57,13 @@ const fresh = (extra = []) =>
     ...extra,
   ]);
 const unpack = `zstd -dc ${q(closure)} | tar -x -C / && ${q(NIX)}/nix-store --load-db < ${q(reginfo)}`;
+
+/** User + system seconds of the first record of a `/usr/bin/time -v` file (the process and its children). */
+function cpuSecs(timeFile) {
+  const text = readFileSync(timeFile, 'utf8');
+  const get = (what) => Number(new RegExp(`${what} time \\(seconds\\): ([\\d.]+)`).exec(text)?.[1] ?? NaN);
+  return get('User') + get('System');
+}
 
 /** Builds the closure once (about a minute) and keeps it as a tarball of the store paths plus their registration. */
 async function prepare() {
@@ -112,26 +122,25 @@ try {
       `${(seedEntry.sizeBytes / 1048576).toFixed(1)} MiB, ${b.secs(seed.post.durationMs)} s`,
   );
 
-  // Restore (main) and an unchanged post step (nothing new), REPS times, each in a fresh /nix.
+  // Restore (main) and an unchanged post step (nothing new), REPS times, each in a fresh /nix, alternating with the
+  // baseline so that both see the same load.
   const restores = [];
   const idle = [];
+  const base = [];
   const before = creates();
+  const baseTime = join(scratch, 'baseline.time');
   for (let i = -1; i < REPS; i++) {
     const timeFile = join(scratch, `restore-${i}.time`);
     const r = await job([], timeFile);
     if (r.main.outputs['paths-restored'] !== String(count))
       throw new Error(`restored ${r.main.outputs['paths-restored']} of ${count} paths`);
+    const baseMs = await b.timeInNamespace(fresh(), unpack, baseTime);
     if (i < 0) continue; // warm-up: page cache, node's compile cache
-    restores.push({ ms: r.main.durationMs, rss: b.peakRss(timeFile)[0] });
+    restores.push({ ms: r.main.durationMs, rss: b.peakRss(timeFile)[0], cpu: cpuSecs(timeFile) });
     idle.push(r.post.durationMs);
+    base.push({ ms: baseMs, rss: b.peakRss(baseTime)[0], cpu: cpuSecs(baseTime) });
   }
   const idleUploads = creates() - before;
-
-  const baseTime = join(scratch, 'baseline.time');
-  await b.timeInNamespace(fresh(), unpack, baseTime);
-  const base = [];
-  for (let i = 0; i < REPS; i++)
-    base.push({ ms: await b.timeInNamespace(fresh(), unpack, baseTime), rss: b.peakRss(baseTime)[0] });
 
   // The same baseline fetching the tarball from the same Azurite first: what the transfer itself costs.
   await svc.azurite.write('baseline-closure', readFileSync(closure));
@@ -170,7 +179,8 @@ try {
   const med = (xs) => b.median(xs);
   const oursMs = med(restores.map((r) => r.ms));
   const baseMs = med(base.map((r) => r.ms));
-  const mem = `peak RSS ours ${b.mib(Math.max(...restores.map((r) => r.rss)))}, baseline ${b.mib(Math.max(...base.map((r) => r.rss)))}`;
+  const cpu = `CPU s ours ${med(restores.map((r) => r.cpu)).toFixed(2)}, baseline ${med(base.map((r) => r.cpu)).toFixed(2)}`;
+  const mem = `${cpu}; peak RSS ours ${b.mib(Math.max(...restores.map((r) => r.rss)))}, baseline ${b.mib(Math.max(...base.map((r) => r.rss)))}`;
   const mibOf = (e) => `${(e.sizeBytes / 1048576).toFixed(1)} MiB`;
   b.report(
     'cache-restore',

@@ -99193,21 +99193,40 @@ async function watched(workspace, fn) {
         undo();
     }
 }
+/** How long an aborted phase gets to undo its half-done work before we stop waiting for it. */
+const ABORT_GRACE_MS = 3_000;
 /**
- * Runs `fn` with a time limit. On expiry the process-wide state of an @actions/cache call still running is released
- * first, then the returned promise rejects (TransientError), so the warning saying so reaches the runner as one.
- * `fn` itself is not cancelled: the entry point exits when the phase is done.
+ * Runs `fn` with a time limit. On expiry `fn`'s signal is aborted (downloads stop, child processes are killed, what
+ * was half written is removed), the process-wide state of an @actions/cache call still running is released (from
+ * then on our own warnings reach the runner as annotations again), and once `fn` has settled (at most
+ * ABORT_GRACE_MS later) the returned promise rejects with a TransientError. An upload inside @actions/cache cannot
+ * be cancelled: the entry point exits when the phase is done, which ends it.
  */
 function withTimeLimit(fn, ms) {
     return () => new Promise((resolve, reject) => {
+        const controller = new AbortController();
+        const work = fn(controller.signal);
         const timer = setTimeout(() => {
+            const err = new TransientError(`timed out after ${Math.round(ms / 1000)} s`);
+            controller.abort(err);
             releaseActionsCache();
-            reject(new TransientError(`timed out after ${Math.round(ms / 1000)} s`));
+            let grace;
+            void Promise.race([
+                work.then(() => undefined, () => undefined),
+                new Promise((r) => (grace = setTimeout(r, ABORT_GRACE_MS))),
+            ]).then(() => {
+                clearTimeout(grace);
+                reject(err);
+            });
         }, ms);
-        fn().then((v) => {
+        work.then((v) => {
+            if (controller.signal.aborted)
+                return;
             clearTimeout(timer);
             resolve(v);
         }, (e) => {
+            if (controller.signal.aborted)
+                return;
             clearTimeout(timer);
             reject(e);
         });
@@ -99714,6 +99733,7 @@ async function selectForSave(nix, input) {
 
 
 
+
 /** `name:base64`; Nix's ed25519 secret keys are 64 bytes (seed and public key), public keys 32. */
 function keyBytes(key) {
     const m = /^([^:\s]+):([A-Za-z0-9+/]+={0,2})$/.exec(key.trim());
@@ -99777,6 +99797,36 @@ function fileStoreUrl(dir) {
     }
     return `file://${dir}`;
 }
+/** Trusted keys by name, as node:crypto key objects (Nix public keys are raw 32-byte ed25519 keys). */
+function publicKeyObjects(keys) {
+    validatePublicKeys(keys);
+    const out = new Map();
+    for (const k of keys) {
+        const [name, b64] = k.trim().split(':');
+        const x = Buffer.from(b64, 'base64').toString('base64url');
+        out.set(name, (0,external_node_crypto_.createPublicKey)({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' }));
+    }
+    return out;
+}
+/**
+ * What a narinfo signature signs (Nix's ValidPathInfo::fingerprint): `1;<path>;sha256:<nix32>;<size>;<refs>`, the
+ * references as full paths, sorted, comma-separated. `narHashNix32` is the hash in Nix's base-32.
+ */
+function fingerprint(info, narHashNix32) {
+    return `1;${info.storePath};sha256:${narHashNix32};${info.narSize};${[...info.references].sort().join(',')}`;
+}
+/** Whether one of `sigs` (`name:base64`) is a valid signature of `text` by one of `keys`. */
+function signedByAny(text, sigs, keys) {
+    const data = Buffer.from(text);
+    return sigs.some((s) => {
+        const colon = s.indexOf(':');
+        const key = keys.get(s.slice(0, colon));
+        if (colon <= 0 || !key)
+            return false;
+        const sig = Buffer.from(s.slice(colon + 1), 'base64');
+        return sig.length === 64 && (0,external_node_crypto_.verify)(null, data, key, sig);
+    });
+}
 
 ;// CONCATENATED MODULE: ./src/cache/snapshot.ts
 /**
@@ -99799,6 +99849,12 @@ async function snapshotStore(nix) {
 /** Lists the store and writes the list to a new file in `dir` (the job's temp directory). */
 async function takeSnapshot(nix, dir) {
     const paths = await snapshotStore(nix);
+    const file = external_node_path_namespaceObject.join(dir, `flake-ci-store-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}.paths`);
+    await writeSnapshot(file, paths);
+    return { file, count: paths.size, paths };
+}
+/** Writes a listing the caller already has (the same file takeSnapshot writes). */
+async function snapshotFromSet(paths, dir) {
     const file = external_node_path_namespaceObject.join(dir, `flake-ci-store-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}.paths`);
     await writeSnapshot(file, paths);
     return { file, count: paths.size, paths };
@@ -100120,6 +100176,1360 @@ async function binary_cache_exists(file) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/cache/nar.ts
+/**
+ * Streaming NAR (Nix ARchive) reading, for restoring store paths without a temporary copy: the parser is a generator
+ * that a `Pump` feeds with chunks as they arrive (from the decompressor), and that hands file contents to a sink as
+ * slices of those chunks. Every byte the parser consumes goes into the caller's hash, so one pass writes the files
+ * and computes the NAR hash that is then checked against the narinfo.
+ *
+ * The format (Nix's archive.cc): strings are a u64 (little endian) length, the bytes, zero padding to 8;
+ * `nix-archive-1`, then a node: `( type regular [executable ""] contents <u64 size> <bytes> )`,
+ * `( type symlink target <str> )` or `( type directory (entry ( name <str> node <node> ))* )`, entry names sorted,
+ * unique, never empty, `.`, `..`, or holding `/` or NUL. Anything else is refused, so a hostile archive cannot write
+ * outside the path it is restored to.
+ */
+/** Feeds chunks to a parser. A parser that finishes leaves the rest of the data in `leftover`. */
+class Pump {
+    gen;
+    pending = [];
+    avail = 0;
+    want;
+    done = false;
+    constructor(gen) {
+        this.gen = gen;
+        this.advance(undefined);
+    }
+    advance(input) {
+        const r = this.gen.next(input);
+        if (r.done) {
+            this.done = true;
+            this.want = undefined;
+        }
+        else {
+            if (typeof r.value === 'number' && !(r.value > 0))
+                throw new Error(`parser asked for ${r.value} bytes`);
+            this.want = r.value;
+        }
+    }
+    /** Bytes received but not consumed (after the parser finished, what followed its data). */
+    get leftover() {
+        return this.avail;
+    }
+    push(chunk) {
+        if (chunk.length > 0) {
+            this.pending.push(chunk);
+            this.avail += chunk.length;
+        }
+        while (!this.done && this.avail > 0) {
+            const w = this.want;
+            if (typeof w === 'number') {
+                if (this.avail < w)
+                    return;
+                this.advance(this.take(w));
+            }
+            else {
+                this.advance(this.take(Math.min(w.stream, this.pending[0].length)));
+            }
+        }
+    }
+    take(n) {
+        const first = this.pending[0];
+        this.avail -= n;
+        if (first.length > n) {
+            this.pending[0] = first.subarray(n);
+            return first.subarray(0, n);
+        }
+        if (first.length === n) {
+            this.pending.shift();
+            return first;
+        }
+        const out = Buffer.allocUnsafe(n);
+        let at = 0;
+        while (at < n) {
+            const c = this.pending[0];
+            const k = Math.min(c.length, n - at);
+            c.copy(out, at, 0, k);
+            at += k;
+            if (k === c.length)
+                this.pending.shift();
+            else
+                this.pending[0] = c.subarray(k);
+        }
+        return out;
+    }
+}
+class NarError extends Error {
+    name = 'NarError';
+}
+const MAX_NAME = 255;
+const MAX_TARGET = 4095;
+const MAX_DEPTH = 256;
+function* raw(ctx, n) {
+    const b = yield n;
+    ctx.hash.update(b);
+    ctx.size += n;
+    return b;
+}
+function* u64(ctx) {
+    const b = yield* raw(ctx, 8);
+    const v = b.readBigUInt64LE(0);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new NarError('a NAR length is out of range');
+    return Number(v);
+}
+function* padding(ctx, len) {
+    const pad = (8 - (len % 8)) % 8;
+    if (pad === 0)
+        return;
+    const b = yield* raw(ctx, pad);
+    if (b.some((x) => x !== 0))
+        throw new NarError('non-zero NAR padding');
+}
+function* bytes(ctx, max) {
+    const len = yield* u64(ctx);
+    if (len > max)
+        throw new NarError(`a NAR string is ${len} bytes long, at most ${max} expected`);
+    if (len === 0)
+        return Buffer.alloc(0);
+    const padded = (len + 7) & ~7;
+    const b = yield* raw(ctx, padded);
+    if (b.subarray(len).some((x) => x !== 0))
+        throw new NarError('non-zero NAR padding');
+    // A copy: the pump's chunk may be reused once this parser step returns.
+    return Buffer.from(b.subarray(0, len));
+}
+function* token(ctx) {
+    return (yield* bytes(ctx, 64)).toString('latin1');
+}
+function* expect(ctx, want) {
+    const got = yield* token(ctx);
+    if (got !== want)
+        throw new NarError(`expected '${want}' in the NAR, found '${got.slice(0, 20)}'`);
+}
+function validName(name) {
+    if (name.length === 0 || name.includes(0x2f) || name.includes(0))
+        return false;
+    const s = name.toString('latin1');
+    return s !== '.' && s !== '..';
+}
+function* node(ctx, rel) {
+    if (rel.length > MAX_DEPTH)
+        throw new NarError('the NAR nests directories too deeply');
+    yield* expect(ctx, '(');
+    yield* expect(ctx, 'type');
+    const type = yield* token(ctx);
+    if (type === 'regular') {
+        let tag = yield* token(ctx);
+        let executable = false;
+        if (tag === 'executable') {
+            executable = true;
+            yield* expect(ctx, '');
+            tag = yield* token(ctx);
+        }
+        if (tag !== 'contents')
+            throw new NarError(`expected 'contents' in the NAR, found '${tag.slice(0, 20)}'`);
+        const size = yield* u64(ctx);
+        const out = ctx.sink?.file(rel, executable, size);
+        let left = size;
+        while (left > 0) {
+            const piece = yield { stream: left };
+            ctx.hash.update(piece);
+            out?.write(piece);
+            left -= piece.length;
+        }
+        ctx.size += size;
+        yield* padding(ctx, size);
+        out?.done();
+        yield* expect(ctx, ')');
+    }
+    else if (type === 'symlink') {
+        yield* expect(ctx, 'target');
+        const target = yield* bytes(ctx, MAX_TARGET);
+        if (target.length === 0 || target.includes(0))
+            throw new NarError('a NAR symlink has an invalid target');
+        ctx.sink?.symlink(rel, target);
+        yield* expect(ctx, ')');
+    }
+    else if (type === 'directory') {
+        ctx.sink?.directory(rel);
+        let previous;
+        for (;;) {
+            const tag = yield* token(ctx);
+            if (tag === ')')
+                break;
+            if (tag !== 'entry')
+                throw new NarError(`expected 'entry' in the NAR, found '${tag.slice(0, 20)}'`);
+            yield* expect(ctx, '(');
+            yield* expect(ctx, 'name');
+            const name = yield* bytes(ctx, MAX_NAME);
+            if (!validName(name))
+                throw new NarError('a NAR entry has an invalid name');
+            if (previous && Buffer.compare(previous, name) >= 0)
+                throw new NarError('NAR entries are not sorted');
+            previous = name;
+            yield* expect(ctx, 'node');
+            yield* node(ctx, [...rel, name]);
+            yield* expect(ctx, ')');
+        }
+        ctx.sink?.directoryDone(rel);
+    }
+    else {
+        throw new NarError(`unknown NAR node type '${type.slice(0, 20)}'`);
+    }
+}
+/**
+ * Parses one NAR, handing its contents to `sink` (none: parse and hash only) and every byte to `hash`. Returns the
+ * NAR's size in bytes. Throws NarError on anything malformed.
+ */
+function* readNar(sink, hash) {
+    const ctx = { hash, size: 0, sink };
+    yield* expect(ctx, 'nix-archive-1');
+    yield* node(ctx, []);
+    return ctx.size;
+}
+const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
+/** Nix's base-32 (`nix-hash --to-base32`): the digest's bits from the end, 5 at a time. */
+function toNix32(digest) {
+    const len = Math.ceil((digest.length * 8) / 5);
+    let s = '';
+    for (let n = len - 1; n >= 0; n--) {
+        const b = n * 5;
+        const i = b >> 3;
+        const j = b & 7;
+        const c = (digest[i] >> j) | (i + 1 < digest.length ? digest[i + 1] << (8 - j) : 0);
+        s += NIX32[c & 0x1f];
+    }
+    return s;
+}
+function fromNix32(s, size) {
+    if (s.length !== Math.ceil((size * 8) / 5))
+        return undefined;
+    const out = Buffer.alloc(size);
+    for (let n = 0; n < s.length; n++) {
+        const digit = NIX32.indexOf(s[s.length - n - 1]);
+        if (digit < 0)
+            return undefined;
+        const b = n * 5;
+        const i = b >> 3;
+        const j = b & 7;
+        out[i] = out[i] | ((digit << j) & 0xff);
+        const carry = digit >> (8 - j);
+        if (i + 1 < size)
+            out[i + 1] = out[i + 1] | carry;
+        else if (carry !== 0)
+            return undefined;
+    }
+    return out;
+}
+/** A sha256 NAR hash as narinfos and path-info print it (`sha256:<nix32|hex|base64>` or SRI `sha256-<base64>`). */
+function parseSha256(text) {
+    const m = /^sha256[:-](.+)$/.exec(text.trim());
+    if (!m)
+        return undefined;
+    const v = m[1];
+    if (text.trim()[6] === '-' || v.length === 44) {
+        const b = Buffer.from(v, 'base64');
+        return b.length === 32 ? b : undefined;
+    }
+    if (/^[0-9a-f]{64}$/.test(v))
+        return Buffer.from(v, 'hex');
+    return fromNix32(v, 32);
+}
+
+;// CONCATENATED MODULE: ./src/cache/bundle.ts
+/**
+ * The content of a GitHub cache entry: ONE file, `flake-ci-nix-store.bundle`, that @actions/cache tars and compresses
+ * (zstd) like any other path. It holds a header (the entry's manifest and the narinfo of every path, as Nix wrote and
+ * signed it) followed by the uncompressed NARs, in dependency order:
+ *
+ *   "flake-ci-nar-bundle-1\n"  u64le header length  header (JSON)  NAR  NAR  ...
+ *
+ * Uncompressed because the archive is compressed as a whole anyway: compressing each NAR first would only spend CPU
+ * twice, on save and on restore. Header first, so a restore that reads the entry as a stream knows every path, its
+ * hash and its signatures before the first NAR byte arrives, and can write each NAR straight into the store
+ * (restore-stream.ts). NARs delimit themselves, so no offsets are needed.
+ *
+ * Also here: the few lines of tar reading that find the bundle in @actions/cache's archive (GNU tar `--posix`: pax
+ * extended headers may precede the file's own header), as a parser for the same Pump.
+ */
+
+
+
+
+
+
+
+const BUNDLE_FILE = 'flake-ci-nix-store.bundle';
+const BUNDLE_MAGIC = Buffer.from('flake-ci-nar-bundle-1\n');
+const FORMAT = 2;
+/** Headers larger than this are refused: about 200,000 narinfos, far beyond any job's output. */
+const MAX_HEADER = 256 * 1024 * 1024;
+class BundleError extends Error {
+    name = 'BundleError';
+}
+const keyOk = (k) => typeof k === 'string' && k !== '' && k.length <= 512 && !/[,\s]/.test(k);
+function parseHeader(text) {
+    let h;
+    try {
+        h = JSON.parse(text);
+    }
+    catch {
+        throw new BundleError('the bundle header is not JSON');
+    }
+    if (h.format !== FORMAT)
+        throw new BundleError(`the bundle has format ${String(h.format)}, not ${FORMAT}`);
+    if (!keyOk(h.key) || !Array.isArray(h.parents) || !h.parents.every(keyOk))
+        throw new BundleError('the bundle header has no valid key and parents');
+    if (!Array.isArray(h.narinfos) || !h.narinfos.every((n) => typeof n === 'string'))
+        throw new BundleError('the bundle header has no narinfo list');
+    return { format: FORMAT, key: h.key, parents: h.parents, narinfos: h.narinfos };
+}
+/**
+ * Writes the bundle of the binary cache `dir` (written by `nix copy ...?compression=none`) to `file`. Returns the
+ * number of paths. Placeholder narinfos and narinfos whose NAR is missing or compressed are left out.
+ */
+async function writeBundle(file, dir, manifest) {
+    const found = (await readNarinfos(dir)).filter((n) => !isPlaceholder(n.info) && n.info.compression === 'none' && isSafeNarUrl(n.info.url));
+    const byPath = new Map(found.map((n) => [n.info.storePath, n]));
+    const ordered = copyOrder(byPath.keys(), (p) => byPath.get(p)?.info.references ?? []).map((p) => byPath.get(p));
+    const texts = await Promise.all(ordered.map((n) => (0,promises_namespaceObject.readFile)(n.file, 'utf8')));
+    const header = { format: FORMAT, ...manifest, narinfos: texts };
+    const json = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    const out = (0,external_node_fs_namespaceObject.openSync)(file, 'wx', 0o600);
+    try {
+        (0,external_node_fs_namespaceObject.writeSync)(out, BUNDLE_MAGIC);
+        (0,external_node_fs_namespaceObject.writeSync)(out, len);
+        (0,external_node_fs_namespaceObject.writeSync)(out, json);
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (const n of ordered) {
+            const input = (0,external_node_fs_namespaceObject.openSync)(external_node_path_namespaceObject.join(dir, n.info.url), 'r');
+            try {
+                let copied = 0;
+                for (let got; (got = (0,external_node_fs_namespaceObject.readSync)(input, buf, 0, buf.length, null)) > 0; copied += got) {
+                    (0,external_node_fs_namespaceObject.writeSync)(out, buf, 0, got);
+                }
+                if (copied !== n.info.narSize)
+                    throw new Error(`${n.info.url} has ${copied} bytes, its narinfo says ${n.info.narSize}`);
+            }
+            finally {
+                (0,external_node_fs_namespaceObject.closeSync)(input);
+            }
+        }
+    }
+    finally {
+        (0,external_node_fs_namespaceObject.closeSync)(out);
+    }
+    return ordered.length;
+}
+/** Reads a whole bundle; throws BundleError / NarError on anything malformed (the stream is then unusable). */
+function* readBundle(handler) {
+    const magic = yield BUNDLE_MAGIC.length;
+    if (!magic.equals(BUNDLE_MAGIC))
+        throw new BundleError('not a flake-ci bundle (another tool wrote this entry?)');
+    const len = Number((yield 8).readBigUInt64LE(0));
+    if (len <= 0 || len > MAX_HEADER)
+        throw new BundleError(`the bundle header length ${len} is out of range`);
+    const header = parseHeader((yield len).toString('utf8'));
+    const infos = header.narinfos.map((t, i) => {
+        try {
+            return parseNarinfo(t, `narinfo ${i} of the bundle`);
+        }
+        catch (e) {
+            throw new BundleError(e.message);
+        }
+    });
+    handler.header(header, infos);
+    for (let i = 0; i < infos.length; i++) {
+        const hash = (0,external_node_crypto_.createHash)('sha256');
+        const { sink, raw } = handler.begin(i);
+        const tee = raw ? { update: (b) => (hash.update(b), raw(b)) } : hash;
+        const size = yield* readNar(sink, tee);
+        handler.end(i, hash.digest(), size);
+    }
+}
+function octal(field) {
+    // GNU base-256 for values that do not fit the octal field.
+    if ((field[0] & 0x80) !== 0) {
+        let v = 0;
+        for (let i = 1; i < field.length; i++)
+            v = v * 256 + field[i];
+        return v;
+    }
+    const s = field.toString('latin1').replace(/\0.*$/s, '').trim();
+    return s === '' ? 0 : parseInt(s, 8);
+}
+function cstring(field) {
+    const end = field.indexOf(0);
+    return field.toString('utf8', 0, end === -1 ? field.length : end);
+}
+/** pax records: `<len> <key>=<value>\n`. */
+function paxRecords(data) {
+    const out = new Map();
+    let at = 0;
+    while (at < data.length) {
+        const space = data.indexOf(0x20, at);
+        const len = parseInt(data.toString('latin1', at, space), 10);
+        if (space < 0 || !(len > 0))
+            break;
+        const rec = data.toString('utf8', space + 1, at + len - 1);
+        const eq = rec.indexOf('=');
+        if (eq > 0)
+            out.set(rec.slice(0, eq), rec.slice(eq + 1));
+        at += len;
+    }
+    return out;
+}
+/**
+ * Reads a tar stream and hands the contents of each regular file to what `onFile` returns for it (undefined:
+ * skipped). Stops at the end-of-archive block; what follows (padding) is left to the pump.
+ */
+function* readTar(onFile, onFileEnd) {
+    let pax = new Map();
+    let longName;
+    for (;;) {
+        const block = yield 512;
+        if (block.every((b) => b === 0))
+            return;
+        let sum = 0;
+        for (let i = 0; i < 512; i++)
+            sum += i >= 148 && i < 156 ? 0x20 : block[i];
+        if (sum !== octal(block.subarray(148, 156)))
+            throw new BundleError('the cache archive is not a valid tar');
+        const type = String.fromCharCode(block[156]);
+        const size = Number(pax.get('size') ?? octal(block.subarray(124, 136)));
+        const prefix = block.toString('latin1', 257, 263).startsWith('ustar') ? cstring(block.subarray(345, 500)) : '';
+        const own = cstring(block.subarray(0, 100));
+        const name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${own}` : own);
+        const padded = Math.ceil(size / 512) * 512;
+        if (type === 'x' || type === 'L') {
+            if (size > 1 << 20)
+                throw new BundleError('a tar extended header is too large');
+            const data = (yield padded).subarray(0, size);
+            if (type === 'x')
+                pax = paxRecords(data);
+            else
+                longName = cstring(data);
+            continue;
+        }
+        const sink = type === '0' || type === '\0' ? onFile(name.replace(/^(\.\/)+/, ''), size) : undefined;
+        let left = size;
+        while (left > 0) {
+            const piece = yield { stream: left };
+            sink?.(piece);
+            left -= piece.length;
+        }
+        if (sink)
+            onFileEnd(name);
+        if (padded > size)
+            yield padded - size;
+        pax = new Map();
+        longName = undefined;
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: ./src/cache/entry-stream.ts
+/**
+ * Reading a GitHub cache entry as a stream: the download URL from the cache service (v2, the twirp call
+ * @actions/cache makes), then one HTTP GET whose body goes through the decompressor straight to the caller, chunk by
+ * chunk. No archive file, no extraction directory: the caller (restore-stream.ts) writes the NARs into the store as
+ * they arrive, while the next bytes download.
+ *
+ * Compatibility with entries that @actions/cache saved rests on two things this file mirrors: the entry "version"
+ * (sha256 of the path strings, the compression method and the library's salt: a different version is a miss), and the
+ * archive (tar, zstd when a `zstd` binary is on PATH, else gzip). The format is also told by the first bytes, so a
+ * wrong guess is an error, never a misread. Decompression runs in a `zstd -d` process (about twice as fast as
+ * node:zlib's zstd here, and on another core); gzip in node:zlib.
+ */
+
+
+
+
+
+
+
+
+/** @actions/cache's `versionSalt` (internal/cacheUtils.js). */
+const VERSION_SALT = '1.0';
+const SERVICE = 'github.actions.results.api.v1.CacheService';
+/** The entry version @actions/cache computes for `paths` (getCacheVersion, not on Windows). */
+function cacheVersion(paths, compression) {
+    return (0,external_node_crypto_.createHash)('sha256')
+        .update([...paths, compression, VERSION_SALT].join('|'))
+        .digest('hex');
+}
+/** The `zstd` executable on PATH, if any: @actions/cache compresses with zstd exactly when there is one. */
+function findZstd(pathVar) {
+    for (const dir of (pathVar ?? '').split(':')) {
+        if (!external_node_path_namespaceObject.isAbsolute(dir))
+            continue;
+        const file = external_node_path_namespaceObject.join(dir, 'zstd');
+        try {
+            (0,external_node_fs_namespaceObject.accessSync)(file, external_node_fs_namespaceObject.constants.X_OK);
+            return file;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+/**
+ * Whether restores may bypass @actions/cache's download-then-extract: only against the v2 service (not GHES, which
+ * speaks v1) and when the runner's cache mode allows reads; otherwise the library's own restore is used.
+ */
+function canStream(p) {
+    const host = (() => {
+        try {
+            return new URL(p.env('GITHUB_SERVER_URL') || 'https://github.com').hostname.toUpperCase();
+        }
+        catch {
+            return '';
+        }
+    })();
+    const ghes = host !== 'GITHUB.COM' && !host.endsWith('.GHE.COM') && !host.endsWith('.LOCALHOST');
+    const mode = (p.env('ACTIONS_CACHE_MODE') ?? '').trim().toLowerCase();
+    return !ghes && Boolean(p.env('ACTIONS_CACHE_SERVICE_V2')) && ['', 'read', 'write'].includes(mode);
+}
+const entry_stream_sleep = (ms, signal) => new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+});
+function request(url, opts, body) {
+    const u = new URL(url);
+    const client = u.protocol === 'https:' ? external_node_https_namespaceObject : external_node_http_;
+    return new Promise((resolve, reject) => {
+        const req = client.request(u, { timeout: 60_000, ...opts }, resolve);
+        req.on('timeout', () => req.destroy(new Error('no answer within 60 s')));
+        req.on('error', reject);
+        req.end(body);
+    });
+}
+async function readText(res) {
+    const chunks = [];
+    for await (const c of res)
+        chunks.push(c);
+    return Buffer.concat(chunks).toString('utf8');
+}
+/**
+ * GetCacheEntryDownloadURL, retried like @actions/cache does (502/503/504/500, 5 attempts, 3 s then x1.5); refused
+ * connections are not retried (the service is down: fail open quickly). Undefined on a miss or a read denial.
+ */
+async function lookupEntry(p, req, signal) {
+    const base = p.env('ACTIONS_RESULTS_URL') ?? '';
+    const url = new URL(`/twirp/${SERVICE}/GetCacheEntryDownloadURL`, base).href;
+    const body = JSON.stringify({ key: req.key, restore_keys: req.restoreKeys, version: req.version });
+    const headers = {
+        'Content-Type': 'application/json',
+        Authorization: `Bearer ${p.env('ACTIONS_RUNTIME_TOKEN') ?? ''}`,
+        'User-Agent': 'flake-ci',
+    };
+    for (let attempt = 1;; attempt++) {
+        signal?.throwIfAborted();
+        let why;
+        try {
+            const res = await request(url, { method: 'POST', headers, signal }, body);
+            const text = await readText(res);
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) {
+                const answer = JSON.parse(text);
+                if (!answer.ok || !answer.signed_download_url || !answer.matched_key)
+                    return undefined;
+                return { matchedKey: answer.matched_key, url: answer.signed_download_url };
+            }
+            const msg = (() => {
+                try {
+                    return String(JSON.parse(text).msg ?? '');
+                }
+                catch {
+                    return '';
+                }
+            })();
+            if (msg.startsWith('cache read denied')) {
+                p.log('info', `The cache service denied reading: ${msg}; restoring nothing.`);
+                return undefined;
+            }
+            why = `the cache service answered ${status}${msg ? `: ${msg}` : ''}`;
+            if (![500, 502, 503, 504].includes(status))
+                throw new TransientError(why);
+        }
+        catch (e) {
+            if (e instanceof TransientError || signal?.aborted)
+                throw e;
+            const code = e.code ?? '';
+            why = `the cache service could not be reached: ${e.message}`;
+            if (code === 'ECONNREFUSED' || code === 'ENOTFOUND')
+                throw new TransientError(why);
+        }
+        if (attempt >= 5)
+            throw new TransientError(`${why} (after ${attempt} attempts)`);
+        const min = 3000 * 1.5 ** (attempt - 1);
+        p.log('info', `Looking up the cache entry failed (${why}); retrying in ${Math.round(min / 1000)} s.`);
+        await entry_stream_sleep(attempt === 1 ? min : min + Math.random() * min * 0.5, signal);
+    }
+}
+/**
+ * GETs `url` and yields its body; a connection that breaks is resumed from where it stopped (Range), up to 4 times.
+ * The total is checked against Content-Length, so a short body is an error, not a truncated entry.
+ */
+async function* download(url, signal) {
+    let offset = 0;
+    let total;
+    for (let attempt = 1;; attempt++) {
+        try {
+            const headers = { 'User-Agent': 'flake-ci' };
+            if (offset > 0)
+                headers.Range = `bytes=${offset}-`;
+            const res = await request(url, { headers, signal });
+            const status = res.statusCode ?? 0;
+            if (status !== 200 && status !== 206) {
+                res.resume();
+                const err = new TransientError(`the cache entry download answered ${status}`);
+                if (status < 500 && status !== 429 && status !== 408)
+                    throw Object.assign(err, { final: true });
+                throw err;
+            }
+            let skip = 0;
+            if (status === 200) {
+                skip = offset; // the server ignored the range: drop what we already have
+                total = Number(res.headers['content-length'] ?? NaN);
+            }
+            else if (total === undefined) {
+                total = Number(/\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''))?.[1] ?? NaN);
+            }
+            for await (const c of res) {
+                let chunk = c;
+                if (skip > 0) {
+                    const k = Math.min(skip, chunk.length);
+                    skip -= k;
+                    chunk = chunk.subarray(k);
+                    if (chunk.length === 0)
+                        continue;
+                }
+                offset += chunk.length;
+                yield chunk;
+            }
+            if (!res.complete)
+                throw new TransientError('the cache entry download was cut off');
+            if (Number.isFinite(total) && offset !== total)
+                throw new TransientError(`the cache entry download ended after ${offset} of ${total} bytes`);
+            return;
+        }
+        catch (e) {
+            if (signal?.aborted || e.final || attempt >= 5) {
+                if (e instanceof TransientError || signal?.aborted)
+                    throw e;
+                throw new TransientError(`downloading the cache entry failed: ${e.message}`);
+            }
+            await entry_stream_sleep(500 * attempt, signal);
+        }
+    }
+}
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+/**
+ * Decompresses `input` (zstd or gzip, told by its magic bytes) and hands each chunk to `consume`, which may throw to
+ * stop everything. Resolves with the compressed byte count once the decompressor confirmed the whole stream (zstd
+ * checks its frame checksum at the end).
+ */
+async function decompressTo(input, zstd, consume, signal) {
+    const it = input[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done)
+        throw new TransientError('the cache entry is empty');
+    const head = first.value;
+    let bytes = head.length;
+    const isZstd = head.subarray(0, 4).equals(ZSTD_MAGIC);
+    if (!isZstd && !head.subarray(0, 2).equals(GZIP_MAGIC))
+        throw new TransientError('the cache entry is neither zstd nor gzip data');
+    if (isZstd && !zstd)
+        throw new TransientError('the cache entry is zstd-compressed and there is no zstd on PATH');
+    let stderr = '';
+    const child = isZstd
+        ? (0,external_node_child_process_namespaceObject.spawn)(zstd, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'], signal })
+        : undefined;
+    const gunzip = isZstd ? undefined : (0,external_node_zlib_.createGunzip)();
+    const sink = (child?.stdin ?? gunzip);
+    const source = (child?.stdout ?? gunzip);
+    child?.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-2000)));
+    const exited = child ? new Promise((r) => child.on('close', (code) => r(code))) : undefined;
+    child?.on('error', () => undefined); // reported through `exited` and the pipes
+    let stop = false;
+    let consumeError;
+    const write = (b) => new Promise((resolve, reject) => {
+        if (sink.write(b))
+            return resolve();
+        const done = () => (sink.removeListener('error', reject), resolve());
+        sink.once('drain', done);
+        sink.once('error', reject);
+    });
+    const feed = (async () => {
+        await write(head);
+        for (let r = await it.next(); !r.done && !stop; r = await it.next()) {
+            bytes += r.value.length;
+            await write(r.value);
+        }
+        sink.end();
+    })();
+    const drain = (async () => {
+        for await (const chunk of source) {
+            if (stop)
+                continue;
+            try {
+                consume(chunk);
+            }
+            catch (e) {
+                consumeError = e;
+                throw e;
+            }
+        }
+    })();
+    // Whichever fails first decides; the other is abandoned, never left to reject unhandled.
+    feed.catch(() => undefined);
+    drain.catch(() => undefined);
+    try {
+        await Promise.all([feed, drain]);
+        const code = exited ? await exited : 0;
+        if (code !== 0)
+            throw new TransientError(`zstd could not decompress the cache entry: ${stderr.trim() || code}`);
+        return bytes;
+    }
+    catch (e) {
+        stop = true;
+        child?.kill('SIGKILL');
+        gunzip?.destroy();
+        void it.return?.(undefined)?.catch(() => undefined);
+        if (consumeError !== undefined || e instanceof TransientError || signal?.aborted)
+            throw consumeError ?? e;
+        if (exited)
+            await exited;
+        const why = stderr.trim() || e.message;
+        throw new TransientError(`the cache entry could not be decompressed: ${why}`);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/version.ts
+/**
+ * Nix version detection and the features that depend on it. Parsers elsewhere detect JSON shapes by themselves; the
+ * features here decide which flags we may pass, because an unknown flag is a hard error in every Nix version.
+ */
+/** The `nix path-info --json-format` value we ask for: version 1 keeps full store paths and string hashes. */
+const PATH_INFO_JSON_FORMAT = '1';
+const VERSION_LINE = /^(\S+) \(([^)]*)\) (\d+)\.(\d+)(?:\.(\d+))?(\S*)\s*$/;
+/** Parses the first line of `nix --version` (or nix-env, nix-store, ...). */
+function parseNixVersion(output) {
+    const line = output.trim().split('\n')[0]?.trim() ?? '';
+    const m = VERSION_LINE.exec(line);
+    if (!m) {
+        throw new Error(`Cannot parse the Nix version from ${JSON.stringify(line.slice(0, 200))}; expected e.g. 'nix (Nix) 2.24.0'.`);
+    }
+    return {
+        program: m[1] ?? '',
+        variant: m[2] ?? '',
+        major: Number(m[3]),
+        minor: Number(m[4]),
+        patch: m[5] === undefined ? 0 : Number(m[5]),
+        pre: m[6] ?? '',
+    };
+}
+function formatVersion(v) {
+    return `${v.major}.${v.minor}.${v.patch}${v.pre}`;
+}
+function toComparable(v) {
+    if (typeof v !== 'string')
+        return v;
+    const m = /^(\d+)\.(\d+)(?:\.(\d+))?(\S*)$/.exec(v.trim());
+    if (!m)
+        throw new Error(`Invalid version ${JSON.stringify(v)}; expected MAJOR.MINOR[.PATCH].`);
+    return { major: Number(m[1]), minor: Number(m[2]), patch: m[3] === undefined ? 0 : Number(m[3]), pre: m[4] ?? '' };
+}
+/** Negative, zero or positive like a sort comparator. A pre-release sorts before its release (2.25.0pre... < 2.25.0). */
+function compareVersions(a, b) {
+    const x = toComparable(a);
+    const y = toComparable(b);
+    const d = x.major - y.major || x.minor - y.minor || x.patch - y.patch;
+    if (d !== 0)
+        return d;
+    if (x.pre === y.pre)
+        return 0;
+    if (x.pre === '')
+        return 1;
+    if (y.pre === '')
+        return -1;
+    return x.pre < y.pre ? -1 : 1;
+}
+/**
+ * True when `v` is at least `min`. A pre-release of `min` itself does not count: a development build may predate the
+ * feature, and passing a flag it lacks would fail the command.
+ */
+function atLeast(v, min) {
+    return compareVersions(v, min) >= 0;
+}
+function isLix(v) {
+    return /\blix\b/i.test(v.variant);
+}
+function nixFeatures(v) {
+    // Lix forked from Nix 2.18 and numbers its releases 2.90+, so comparing its version with Nix's would be wrong; it
+    // kept the array-shaped path-info JSON (NixOS/nix#13413) and has no --json-format.
+    if (isLix(v))
+        return { printOutPaths: true, pathInfoJsonIsObject: false, jsonFormatFlag: false };
+    return {
+        printOutPaths: atLeast(v, '2.9'),
+        pathInfoJsonIsObject: atLeast(v, '2.19'),
+        jsonFormatFlag: atLeast(v, '2.33'),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/cache/local-store.ts
+/**
+ * Writing store paths straight into a local Nix store, the way Nix's own installer does with its release tarball:
+ * files in place with Nix's canonical metadata, then ONE `nix-store --load-db` registers them all. That is only
+ * possible when this process may write the store and its database itself: a local store (`auto` or `local`, or a
+ * chroot store `store = DIR` / `local?root=DIR`) owned by us or with us as root. A daemon store (multi-user install
+ * used by a non-root runner user), a remote store or a relocated store directory gets the binary-cache import
+ * through Nix instead (binary-cache.ts), which the daemon accepts from trusted users.
+ */
+
+
+
+
+const STORE_DIR = '/nix/store';
+/** The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). */
+async function storeSetting(nix) {
+    const args = atLeast(nix.version, '2.20.0') ? ['config', 'show', '--json'] : ['show-config', '--json'];
+    const conf = JSON.parse((await nix.run(args)).stdout);
+    const value = conf.store?.value;
+    return typeof value === 'string' ? value : 'auto';
+}
+/**
+ * The local store this process can write itself, or undefined. `env` is the job's environment: a relocated store
+ * (NIX_STORE_DIR) or state directory (NIX_STATE_DIR) is left to Nix.
+ */
+function localStoreFor(store, env, uid = process.getuid?.()) {
+    if (env('NIX_STORE_DIR') || env('NIX_STATE_DIR'))
+        return undefined;
+    let root;
+    if (store === '' || store === 'auto' || store === 'local')
+        root = '/';
+    else if (store.startsWith('/'))
+        root = store;
+    else if (store.startsWith('local?')) {
+        const params = new URLSearchParams(store.slice('local?'.length));
+        const keys = [...params.keys()];
+        if (keys.length !== 1 || keys[0] !== 'root' || !external_node_path_namespaceObject.isAbsolute(params.get('root') ?? ''))
+            return undefined;
+        root = params.get('root');
+    }
+    else
+        return undefined;
+    const realStoreDir = external_node_path_namespaceObject.join(root, 'nix/store');
+    if (uid !== 0) {
+        // Not root: only a store (and database) we own, as in a single-user install; else `auto` means the daemon.
+        try {
+            (0,external_node_fs_namespaceObject.accessSync)(realStoreDir, external_node_fs_namespaceObject.constants.W_OK);
+            (0,external_node_fs_namespaceObject.accessSync)(external_node_path_namespaceObject.join(root, 'nix/var/nix/db'), external_node_fs_namespaceObject.constants.W_OK);
+        }
+        catch {
+            return undefined;
+        }
+    }
+    return { realStoreDir };
+}
+const SLASH = Buffer.from('/');
+/** Removes a tree we may have made read-only (Nix's 0555 directories), as the store's owner. */
+function removeTree(p) {
+    const fix = (dir) => {
+        (0,external_node_fs_namespaceObject.chmodSync)(dir, 0o755);
+        for (const e of (0,external_node_fs_namespaceObject.readdirSync)(dir, { withFileTypes: true }))
+            if (e.isDirectory())
+                fix(external_node_path_namespaceObject.join(dir, e.name));
+    };
+    try {
+        if ((0,external_node_fs_namespaceObject.lstatSync)(p).isDirectory())
+            fix(p);
+    }
+    catch {
+        return; // nothing there
+    }
+    (0,external_node_fs_namespaceObject.rmSync)(p, { recursive: true, force: true });
+}
+/**
+ * Writes one NAR into `target` with the metadata Nix gives store paths (canonicalisePathMetaData): files 0444, or
+ * 0555 when executable, directories 0555, every modification time 1 (symlinks too). Directories are made read-only
+ * after their last entry, so a non-root store owner can still fill them. `close` releases an open file after an
+ * error.
+ */
+class StoreSink {
+    open;
+    root;
+    constructor(target) {
+        this.root = Buffer.from(target);
+    }
+    at(rel) {
+        if (rel.length === 0)
+            return this.root;
+        const parts = [this.root];
+        for (const name of rel)
+            parts.push(SLASH, name);
+        return Buffer.concat(parts);
+    }
+    directory(rel) {
+        (0,external_node_fs_namespaceObject.mkdirSync)(this.at(rel), 0o755);
+    }
+    directoryDone(rel) {
+        const p = this.at(rel);
+        (0,external_node_fs_namespaceObject.chmodSync)(p, 0o555);
+        (0,external_node_fs_namespaceObject.utimesSync)(p, 1, 1);
+    }
+    file(rel, executable, _size) {
+        const mode = executable ? 0o555 : 0o444;
+        // 'wx': never follow or reuse something already there.
+        const fd = (0,external_node_fs_namespaceObject.openSync)(this.at(rel), 'wx', mode);
+        this.open = fd;
+        return {
+            write: (piece) => {
+                for (let at = 0; at < piece.length;)
+                    at += (0,external_node_fs_namespaceObject.writeSync)(fd, piece, at, piece.length - at);
+            },
+            done: () => {
+                (0,external_node_fs_namespaceObject.fchmodSync)(fd, mode); // whatever the umask
+                (0,external_node_fs_namespaceObject.futimesSync)(fd, 1, 1);
+                this.open = undefined;
+                (0,external_node_fs_namespaceObject.closeSync)(fd);
+            },
+        };
+    }
+    symlink(rel, target) {
+        const p = this.at(rel);
+        (0,external_node_fs_namespaceObject.symlinkSync)(target, p);
+        (0,external_node_fs_namespaceObject.lutimesSync)(p, 1, 1);
+    }
+    close() {
+        if (this.open !== undefined)
+            (0,external_node_fs_namespaceObject.closeSync)(this.open);
+        this.open = undefined;
+    }
+}
+/** One path's registration as `nix-store --load-db` reads it (the format `--dump-db` and the installer's .reginfo use). */
+function reginfoRecord(r) {
+    return [r.path, r.narHashHex, String(r.narSize), r.deriver ?? '', String(r.references.length), ...r.references]
+        .map((l) => `${l}\n`)
+        .join('');
+}
+
+;// CONCATENATED MODULE: ./src/cache/restore-stream.ts
+/**
+ * Restoring bundles (bundle.ts) as they stream in. Two ways, chosen once per restore:
+ *
+ * - direct (a local store we may write, local-store.ts, and either trusted keys or a trusted source): each NAR is
+ *   unpacked straight into the store while its sha256 is computed in the same pass; a path is written only when its
+ *   narinfo carries a valid signature by a trusted key (or the source is trusted), and kept only when the NAR hash and
+ *   size match that narinfo: on a mismatch what was written is removed and nothing of that path is registered. At
+ *   the end, paths whose references can be had are registered with ONE `nix-store --load-db`; signatures are then
+ *   copied onto them (`nix store copy-sigs`), since `--load-db` records none. Nothing is registered before every
+ *   entry has been read in full, and a stream that fails removes everything it wrote.
+ * - through Nix (a daemon or remote store, a relocated store, or a source neither signed nor trusted): the NARs
+ *   become a binary cache directory and binary-cache.ts imports it with `nix copy`, which checks what Nix checks.
+ */
+
+
+
+
+
+
+
+
+
+
+class StreamRestore {
+    nix;
+    valid;
+    local;
+    cacheDir;
+    opts;
+    direct;
+    keys;
+    seen = new Set();
+    /** Written into the store and not registered yet (removed on failure). */
+    written = new Set();
+    verified = new Map();
+    refused = [];
+    available = new Set();
+    sink;
+    rawFd;
+    constructor(nix, valid, local, 
+    /** Scratch directory for the through-Nix way (a binary cache). */
+    cacheDir, opts) {
+        this.nix = nix;
+        this.valid = valid;
+        this.local = local;
+        this.cacheDir = cacheDir;
+        this.opts = opts;
+        this.keys = publicKeyObjects(opts.trustedPublicKeys);
+        this.direct = local !== undefined && (this.keys.size > 0 || opts.trustSource);
+        if (!this.direct)
+            (0,external_node_fs_namespaceObject.mkdirSync)(external_node_path_namespaceObject.join(cacheDir, 'nar'), { recursive: true });
+    }
+    target(p) {
+        return external_node_path_namespaceObject.join(this.local.realStoreDir, external_node_path_namespaceObject.posix.basename(p));
+    }
+    /** The handler for one entry's bundle; `onHeader` gets its manifest before any NAR. */
+    handler(onHeader) {
+        let infos = [];
+        let current;
+        return {
+            header: (h, parsed) => {
+                onHeader(h);
+                infos = parsed;
+                for (const i of parsed)
+                    this.available.add(i.storePath);
+            },
+            begin: (i) => {
+                const info = infos[i];
+                const p = info.storePath;
+                const skip = this.seen.has(p) || this.valid.has(p);
+                this.seen.add(p);
+                current = { path: p, skip };
+                if (skip)
+                    return {};
+                if (!this.direct) {
+                    this.rawFd = (0,external_node_fs_namespaceObject.openSync)(external_node_path_namespaceObject.join(this.cacheDir, 'nar', `${i}-${narinfoFileName(p)}.nar`), 'w');
+                    const fd = this.rawFd;
+                    return { raw: (b) => void (0,external_node_fs_namespaceObject.writeSync)(fd, b) };
+                }
+                if (external_node_path_namespaceObject.posix.dirname(p) !== STORE_DIR || !/^[0-9a-z]{32}-[A-Za-z0-9+\-._?=]+$/.test(external_node_path_namespaceObject.posix.basename(p))) {
+                    this.refuse(current, `it is not a store path under ${STORE_DIR}`);
+                    return {};
+                }
+                if (this.keys.size > 0 && !this.signed(info)) {
+                    this.refuse(current, 'it has no valid signature by a trusted key');
+                    return {};
+                }
+                const target = this.target(p);
+                if (restore_stream_exists(target))
+                    removeTree(target); // an invalid leftover: Nix would delete it before substituting too
+                this.written.add(p);
+                this.sink = new StoreSink(target);
+                return { sink: this.sink };
+            },
+            end: (i, sha256, size) => {
+                const info = infos[i];
+                const cur = current;
+                this.sink = undefined;
+                if (cur.skip)
+                    return;
+                const expected = parseSha256(info.narHash);
+                const ok = expected?.equals(sha256) === true && size === info.narSize;
+                if (!this.direct) {
+                    (0,external_node_fs_namespaceObject.closeSync)(this.rawFd);
+                    this.rawFd = undefined;
+                    if (ok)
+                        this.writeNarinfo(i, info);
+                    else
+                        this.refused.push({ path: cur.path, reason: 'its NAR does not match the hash in its narinfo' });
+                    return;
+                }
+                if (!ok) {
+                    removeTree(this.target(cur.path));
+                    this.written.delete(cur.path);
+                    this.refuse(cur, 'its NAR does not match the hash and size in its narinfo');
+                    return;
+                }
+                this.verified.set(cur.path, { info, hex: sha256.toString('hex') });
+            },
+        };
+    }
+    refuse(cur, reason) {
+        cur.skip = true;
+        this.refused.push({ path: cur.path, reason });
+    }
+    signed(info) {
+        const hash = parseSha256(info.narHash);
+        return hash !== undefined && signedByAny(fingerprint(info, toNix32(hash)), info.sigs, this.keys);
+    }
+    /** The narinfo as Nix wrote it, pointing at the uncompressed NAR we wrote (URL and compression are not signed). */
+    writeNarinfo(i, info) {
+        const name = narinfoFileName(info.storePath);
+        const text = [
+            `StorePath: ${info.storePath}`,
+            `URL: nar/${i}-${name}.nar`,
+            'Compression: none',
+            `NarHash: ${info.narHash}`,
+            `NarSize: ${info.narSize}`,
+            `References: ${info.references.map((r) => external_node_path_namespaceObject.posix.basename(r)).join(' ')}`,
+            ...(info.deriver ? [`Deriver: ${external_node_path_namespaceObject.posix.basename(info.deriver)}`] : []),
+            ...info.sigs.map((s) => `Sig: ${s}`),
+            ...(info.ca ? [`CA: ${info.ca}`] : []),
+        ];
+        (0,external_node_fs_namespaceObject.writeFileSync)(external_node_path_namespaceObject.join(this.cacheDir, name), `${text.join('\n')}\n`);
+    }
+    /** Removes what was written and not registered (after a failure or a time limit); safe to call twice. */
+    abort() {
+        this.sink?.close();
+        if (this.rawFd !== undefined)
+            (0,external_node_fs_namespaceObject.closeSync)(this.rawFd);
+        this.rawFd = undefined;
+        for (const p of this.written)
+            removeTree(this.target(p));
+        this.written.clear();
+    }
+    /** Registers what was verified (see the file comment); throws ImportError when some paths were refused. */
+    async finish(signal) {
+        // An entry that failed part-way (a lost parent) may have left a NAR half-written: never registered.
+        this.sink?.close();
+        if (this.rawFd !== undefined)
+            (0,external_node_fs_namespaceObject.closeSync)(this.rawFd);
+        this.rawFd = undefined;
+        for (const p of this.written) {
+            if (this.verified.has(p))
+                continue;
+            removeTree(this.target(p));
+            this.written.delete(p);
+        }
+        if (!this.direct) {
+            const res = await importBinaryCache(this.nix, this.cacheDir, this.opts);
+            if (this.refused.length > 0)
+                throw refusedError(this.refused, { ...res, skipped: [...res.skipped] });
+            return res;
+        }
+        const todo = [...this.verified.keys()];
+        const refs = (p) => this.verified.get(p)?.info.references ?? [];
+        const external = new Set();
+        for (const p of todo)
+            for (const r of refs(p))
+                if (!this.verified.has(r) && !this.valid.has(r))
+                    external.add(r);
+        const fetchable = [...external].filter((r) => !r.endsWith('.drv'));
+        if (fetchable.length > 0 && this.opts.fetchMissingReferences !== false) {
+            // Derivations cannot be substituted (realising one builds it); --keep-going: get what can be had.
+            for (let i = 0; i < fetchable.length; i += PATHS_PER_CALL)
+                await this.nix.runStore(['--realise', '--keep-going', ...fetchable.slice(i, i + PATHS_PER_CALL)], {
+                    allowFailure: true,
+                });
+            this.valid = await snapshotStore(this.nix);
+        }
+        signal?.throwIfAborted();
+        const importable = [];
+        const ok = new Set();
+        const skipped = [];
+        for (const p of copyOrder(todo, refs)) {
+            const missing = refs(p).find((r) => r !== p && !this.valid.has(r) && !ok.has(r));
+            if (missing === undefined) {
+                ok.add(p);
+                importable.push(p);
+            }
+            else {
+                skipped.push({ path: p, reason: `it references ${missing}, which is neither in the cache nor available` });
+                removeTree(this.target(p));
+                this.written.delete(p);
+            }
+        }
+        const reginfo = importable
+            .map((p) => {
+            const v = this.verified.get(p);
+            return reginfoRecord({ path: p, narHashHex: v.hex, ...v.info });
+        })
+            .join('');
+        if (importable.length > 0)
+            await this.nix.runStore(['--load-db'], { input: reginfo });
+        for (const p of importable)
+            this.written.delete(p);
+        await this.copySignatures(importable);
+        const result = {
+            available: this.available.size,
+            alreadyValid: [...this.available].filter((p) => this.valid.has(p)).length,
+            imported: importable,
+            skipped,
+            validAfter: new Set([...this.valid, ...importable]),
+        };
+        if (this.refused.length > 0)
+            throw refusedError(this.refused, result);
+        return result;
+    }
+    /** `--load-db` records no signatures: `nix store copy-sigs` reads them from the narinfos we were given. */
+    async copySignatures(paths) {
+        const signed = paths.filter((p) => (this.verified.get(p)?.info.sigs.length ?? 0) > 0);
+        if (signed.length === 0)
+            return;
+        await (0,promises_namespaceObject.mkdir)(this.cacheDir, { recursive: true });
+        const dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_namespaceObject.join(this.cacheDir, 'sigs-'));
+        try {
+            (0,external_node_fs_namespaceObject.writeFileSync)(external_node_path_namespaceObject.join(dir, 'nix-cache-info'), `StoreDir: ${STORE_DIR}\n`);
+            for (const p of signed) {
+                const { info } = this.verified.get(p);
+                const text = [
+                    `StorePath: ${p}`,
+                    `URL: nar/none`,
+                    'Compression: none',
+                    `NarHash: ${info.narHash}`,
+                    `NarSize: ${info.narSize}`,
+                    `References: ${info.references.map((r) => external_node_path_namespaceObject.posix.basename(r)).join(' ')}`,
+                    ...info.sigs.map((s) => `Sig: ${s}`),
+                ];
+                (0,external_node_fs_namespaceObject.writeFileSync)(external_node_path_namespaceObject.join(dir, narinfoFileName(p)), `${text.join('\n')}\n`);
+            }
+            for (const args of pathArgRuns(signed))
+                await this.nix.run(['store', 'copy-sigs', '--substituter', fileStoreUrl(dir), ...args]);
+        }
+        finally {
+            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        }
+    }
+}
+function refusedError(refused, result) {
+    const first = refused[0];
+    return new ImportError(`${refused.length} cached paths were refused (${first.path}: ${first.reason}` +
+        `${refused.length > 1 ? ', and others' : ''}); ${result.imported.length} were imported`, { ...result, skipped: [...result.skipped, ...refused] });
+}
+function restore_stream_exists(p) {
+    try {
+        (0,external_node_fs_namespaceObject.lstatSync)(p);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/cache/github-restore.ts
+/**
+ * Restore for the `github` backend: the newest entry matching the key (then the restore-keys), then each parent it
+ * names by its exact key, each read as a stream (entry-stream.ts) and written into the store as it arrives
+ * (restore-stream.ts); everything is registered once at the end. While the first entry is looked up, the store is
+ * listed and its location found, in parallel.
+ *
+ * On GHES (cache service v1) or a cache mode the stream does not handle, @actions/cache restores the archive to disk
+ * and the bundle is read from there, through the same code.
+ */
+
+
+
+
+
+
+
+
+
+
+
+/** Thrown when an entry holds no bundle of ours (another tool's entry under our key?): nothing was written. */
+class NotABundle extends Error {
+    name = 'NotABundle';
+}
+class GitHubRestore {
+    p;
+    scratch;
+    signal;
+    session;
+    ready;
+    zstd;
+    version;
+    streaming;
+    constructor(p, nix, scratch, req, signal) {
+        this.p = p;
+        this.scratch = scratch;
+        this.signal = signal;
+        this.zstd = findZstd(p.env('PATH'));
+        this.version = cacheVersion([BUNDLE_FILE], this.zstd ? 'zstd-without-long' : 'gzip');
+        this.streaming = canStream(p);
+        // Started now, awaited when the first NAR arrives: the listing and the store's location overlap the lookup.
+        this.ready = (async () => {
+            const [valid, local] = await Promise.all([
+                snapshotStore(nix),
+                storeSetting(nix).then((s) => localStoreFor(s, (k) => p.env(k)), (e) => {
+                    p.log('debug', `Could not read the store setting (${errorMessage(e)}); importing through Nix.`);
+                    return undefined;
+                }),
+            ]);
+            const s = new StreamRestore(nix, valid, local, external_node_path_namespaceObject.join(scratch, 'binary-cache'), {
+                trustedPublicKeys: req.trustedPublicKeys,
+                trustSource: req.trustSource,
+            });
+            this.session = s;
+            p.log('debug', s.direct ? 'Restoring straight into the local store.' : 'Restoring through Nix (nix copy).');
+            return s;
+        })();
+        this.ready.catch(() => undefined);
+    }
+    /** One entry: undefined on a miss (or an inexact match when `exact`). */
+    async fetch(key, restoreKeys, exact) {
+        let header;
+        let found = false;
+        let source;
+        let matched;
+        let bytes = 0;
+        if (this.streaming) {
+            const hit = await lookupEntry(this.p, { key, restoreKeys, version: this.version }, this.signal);
+            if (!hit || (exact && hit.matchedKey !== key))
+                return undefined;
+            matched = hit.matchedKey;
+            source = download(hit.url, this.signal);
+        }
+        else {
+            const ws = await (0,promises_namespaceObject.mkdtemp)(external_node_path_namespaceObject.join(this.scratch, 'entry-'));
+            await (0,promises_namespaceObject.mkdir)(ws, { recursive: true });
+            const got = await restoreEntry(ws, BUNDLE_FILE, key, restoreKeys);
+            if (got.failure !== undefined)
+                throw new TransientError(`the cache entry for ${key} was not restored: ${got.failure}`);
+            if (got.key === undefined || (exact && got.key !== key))
+                return undefined;
+            matched = got.key;
+            bytes = got.bytes;
+            source = (0,external_node_fs_namespaceObject.createReadStream)(external_node_path_namespaceObject.join(ws, BUNDLE_FILE));
+        }
+        const session = await this.ready;
+        const bundle = new Pump(readBundle(session.handler((h) => (header = h))));
+        const feed = (piece) => {
+            if (bundle.done)
+                throw new BundleError('the bundle has data after its last NAR');
+            bundle.push(piece);
+        };
+        try {
+            if (this.streaming) {
+                const tar = new Pump(readTar((name) => (name === BUNDLE_FILE && !found ? ((found = true), feed) : undefined), () => undefined));
+                bytes = await decompressTo(source, this.zstd, (c) => tar.push(c), this.signal);
+            }
+            else {
+                for await (const chunk of source)
+                    feed(chunk);
+            }
+        }
+        catch (e) {
+            if (e instanceof BundleError && header === undefined)
+                throw new NotABundle(e.message);
+            throw e;
+        }
+        if (!found && this.streaming)
+            throw new NotABundle(`the entry holds no ${BUNDLE_FILE}`);
+        if (!bundle.done || header === undefined)
+            throw new TransientError('the cache entry ended in the middle of a NAR');
+        return { key: matched, bytes, header };
+    }
+    /** Registers what the entries held (see restore-stream.ts). */
+    async finish() {
+        if (!this.session)
+            return undefined;
+        return this.session.finish(this.signal);
+    }
+    /** Removes whatever was written and not registered. */
+    abort() {
+        this.session?.abort();
+    }
+}
+async function withScratch(dir, fn) {
+    const scratch = await (0,promises_namespaceObject.mkdtemp)(external_node_path_namespaceObject.join(dir, 'restore-'));
+    try {
+        return await fn(scratch);
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(scratch, { recursive: true, force: true });
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/cache/key.ts
 /**
  * Cache keys. A key names what the cache holds (OS, architecture, the project's locked inputs); the entry actually
@@ -100211,19 +101621,15 @@ function keyPart(value, what) {
 
 ;// CONCATENATED MODULE: ./src/cache/github-backend.ts
 /**
- * The `github` backend: the GitHub Actions cache service (v2), through @actions/cache.
+ * The `github` backend: the GitHub Actions cache service (v2), through @actions/cache for saving.
  *
  * Entries are immutable and a repository may create only ~200 per minute, so one save makes ONE entry, keyed
- * `<primary key>-<entry suffix>`, whatever the number of store paths. An entry holds a Nix binary cache directory
- * (narinfos + NARs, written by `nix copy`) with the job's new paths only, plus `flake-ci-cache.json`: the keys of the
- * older entries ("parents") those paths build on. Restore fetches the newest entry matching the key (then the
- * restore-keys), then each parent by its exact key, and imports everything at once (Nix verifies every NAR hash;
- * signatures are checked when trusted-public-keys are given). The chain is bounded: a save whose chain would exceed
- * MAX_PARENTS, or that lost a parent to eviction, consolidates: its entry holds the new paths plus every restored
- * path still in the store, and no parents.
- *
- * NARs are stored uncompressed: @actions/cache compresses the whole archive with zstd anyway, so compressing each NAR
- * first would only spend CPU twice on save and on restore.
+ * `<primary key>-<entry suffix>`, whatever the number of store paths. An entry holds one bundle file (bundle.ts): the
+ * keys of the older entries ("parents") its paths build on, the signed narinfos of the job's new paths, and their
+ * NARs. Restore (github-restore.ts) reads the newest entry matching the key (then the restore-keys), then each parent
+ * by its exact key, as streams written straight into the store, and registers everything at once. The chain is
+ * bounded: a save whose chain would exceed MAX_PARENTS, or that lost a parent to eviction, consolidates: its entry
+ * holds the new paths plus every restored path still in the store, and no parents.
  */
 
 
@@ -100232,24 +101638,10 @@ function keyPart(value, what) {
 
 
 
-/** The one path given to @actions/cache, relative to the scratch workspace (see actions-cache-glue.ts). */
-const ENTRY_DIR = 'flake-ci-nix-cache';
-const MANIFEST = 'flake-ci-cache.json';
-const FORMAT = 1;
+
+
 /** Entries restored besides the matched one, at most; a longer chain makes the next save consolidate. */
 const MAX_PARENTS = 4;
-function parseManifest(text) {
-    try {
-        const m = JSON.parse(text);
-        const keyOk = (k) => typeof k === 'string' && k !== '' && k.length <= 512 && !/[,\s]/.test(k);
-        if (m.format !== FORMAT || !keyOk(m.key) || !Array.isArray(m.parents) || !m.parents.every(keyOk))
-            return undefined;
-        return { format: FORMAT, key: m.key, parents: m.parents, paths: Number(m.paths) || 0 };
-    }
-    catch {
-        return undefined;
-    }
-}
 function asMemo(value) {
     const m = (value ?? {});
     return {
@@ -100267,101 +101659,75 @@ function parentsFor(memo) {
 function githubAvailable(p) {
     return Boolean(p.env('ACTIONS_RESULTS_URL')) && Boolean(p.env('ACTIONS_RUNTIME_TOKEN'));
 }
-/**
- * One entry into `<scratch>/<name>/flake-ci-nix-cache`: undefined on a miss or an inexact match, a TransientError
- * when the download or extraction failed (a corrupt archive, the service down).
- */
-async function fetchEntry(scratch, name, key, restoreKeys, exact) {
-    const ws = external_node_path_namespaceObject.join(scratch, name);
-    await (0,promises_namespaceObject.mkdir)(ws, { recursive: true });
-    const got = await restoreEntry(ws, ENTRY_DIR, key, restoreKeys);
-    // A failed download may have left part of an archive behind: only a returned key means the extraction completed.
-    if (got.failure !== undefined)
-        throw new TransientError(`the cache entry for ${key} was not restored: ${got.failure}`);
-    if (got.key === undefined || (exact && got.key !== key))
-        return undefined;
-    return { key: got.key, dir: external_node_path_namespaceObject.join(ws, ENTRY_DIR), bytes: got.bytes };
-}
-/**
- * One binary cache holding every narinfo and NAR of `dirs`, imported with one `nix copy`: the only directory when
- * there is one, else `into`, where the files are moved (not copied).
- */
-async function merge(dirs, into) {
-    if (dirs.length === 1)
-        return dirs[0];
-    await (0,promises_namespaceObject.mkdir)(external_node_path_namespaceObject.join(into, 'nar'), { recursive: true });
-    for (const dir of dirs) {
-        for (const sub of ['', 'nar']) {
-            const entries = await (0,promises_namespaceObject.readdir)(external_node_path_namespaceObject.join(dir, sub), { withFileTypes: true }).catch(() => []);
-            for (const e of entries) {
-                if (e.isFile() && e.name !== MANIFEST)
-                    await (0,promises_namespaceObject.rename)(external_node_path_namespaceObject.join(dir, sub, e.name), external_node_path_namespaceObject.join(into, sub, e.name));
-            }
-        }
-    }
-    return into;
-}
 const githubBackend = {
     name: 'github',
     async restore(p, nix, req) {
         if (!githubAvailable(p))
             throw new errors_InputError('backend: github needs the GitHub Actions cache service (ACTIONS_RESULTS_URL is not set).');
-        const scratch = await (0,promises_namespaceObject.mkdtemp)(external_node_path_namespaceObject.join(req.tempDir, 'restore-'));
-        try {
-            // `<key>-` so that key `a` never matches entries of key `ab`; the service picks the newest entry of the prefix.
+        const none = { pathsRestored: 0, bytesDown: 0, memo: { chain: [], consolidate: false } };
+        return withScratch(req.tempDir, async (scratch) => {
             const started = Date.now();
-            const first = await fetchEntry(scratch, 'e0', `${req.primaryKey}-`, req.restoreKeys, false);
-            if (!first)
-                return { pathsRestored: 0, bytesDown: 0, memo: { chain: [], consolidate: false } };
-            const manifest = parseManifest(await (0,promises_namespaceObject.readFile)(external_node_path_namespaceObject.join(first.dir, MANIFEST), 'utf8').catch(() => ''));
-            if (!manifest) {
-                p.log('warning', `Cache entry ${first.key} has no readable ${MANIFEST} (another tool's entry?); ignored.`);
-                return { pathsRestored: 0, bytesDown: 0, memo: { chain: [], consolidate: false } };
-            }
-            const memo = { chain: [first.key], consolidate: manifest.parents.length > MAX_PARENTS };
-            const dirs = [first.dir];
-            let bytesDown = first.bytes;
-            for (const [i, parent] of manifest.parents.slice(0, MAX_PARENTS).entries()) {
-                const got = await fetchEntry(scratch, `e${i + 1}`, parent, [], true).catch((e) => {
-                    p.log('debug', errorMessage(e));
+            const r = new GitHubRestore(p, nix, scratch, req, req.signal);
+            let done = false;
+            try {
+                // `<key>-` so that key `a` never matches entries of key `ab`; the service picks the newest entry of the prefix.
+                const first = await r.fetch(`${req.primaryKey}-`, req.restoreKeys, false).catch((e) => {
+                    if (!(e instanceof NotABundle))
+                        throw e;
+                    p.log('warning', `The matching cache entry is not one of ours (${e.message}); ignored.`);
                     return undefined;
                 });
-                if (got) {
-                    memo.chain.push(got.key);
-                    dirs.push(got.dir);
-                    bytesDown += got.bytes;
+                if (!first)
+                    return none;
+                const memo = { chain: [first.key], consolidate: first.header.parents.length > MAX_PARENTS };
+                const hashes = first.header.narinfos.map(hashPart);
+                let bytesDown = first.bytes;
+                for (const parent of first.header.parents.slice(0, MAX_PARENTS)) {
+                    const got = await r.fetch(parent, [], true).catch((e) => {
+                        if (req.signal?.aborted)
+                            throw e;
+                        p.log('debug', errorMessage(e));
+                        return undefined;
+                    });
+                    if (got) {
+                        memo.chain.push(got.key);
+                        hashes.push(...got.header.narinfos.map(hashPart));
+                        bytesDown += got.bytes;
+                    }
+                    else {
+                        // Evicted (least recently used) or unreadable: its paths are rebuilt; the next save stands on its own.
+                        p.log('warning', `Cache entry ${parent}, which ${first.key} builds on, could not be restored.`);
+                        memo.consolidate = true;
+                    }
                 }
-                else {
-                    // Evicted (least recently used) or unreadable: its paths are rebuilt; the next save stands on its own.
-                    p.log('warning', `Cache entry ${parent}, which ${first.key} builds on, could not be restored.`);
-                    memo.consolidate = true;
+                const fetched = Date.now();
+                memo.restoredList = external_node_path_namespaceObject.join(req.tempDir, 'restored.hashes');
+                await (0,promises_namespaceObject.writeFile)(memo.restoredList, hashes.join('\n'));
+                const res = await r.finish();
+                done = true;
+                if (!res)
+                    return none;
+                p.log('info', `Restored ${memo.chain.length} cache entries (${mib(bytesDown)}): ${res.imported.length} store paths ` +
+                    `imported, ${res.alreadyValid} already present (download and unpack ${secs(fetched - started)} s, ` +
+                    `registration ${secs(Date.now() - fetched)} s).`);
+                if (res.skipped.length > 0) {
+                    p.log('info', `${res.skipped.length} cached paths were left out (details in debug output).`);
+                    for (const s of res.skipped)
+                        p.log('debug', `Skipped ${s.path}: ${s.reason}`);
                 }
+                return {
+                    matchedKey: first.key,
+                    pathsRestored: res.imported.length,
+                    bytesDown,
+                    memo,
+                    validAfter: res.validAfter,
+                };
             }
-            const fetched = Date.now();
-            const merged = await merge(dirs, external_node_path_namespaceObject.join(scratch, 'merged'));
-            // The hash parts of what the chain holds (narinfo names: no need to read 800 files twice).
-            const hashes = (await (0,promises_namespaceObject.readdir)(merged))
-                .filter((n) => /^[0-9a-z]{32}\.narinfo$/.test(n))
-                .map((n) => n.slice(0, 32));
-            memo.restoredList = external_node_path_namespaceObject.join(req.tempDir, 'restored.hashes');
-            await (0,promises_namespaceObject.writeFile)(memo.restoredList, hashes.join('\n'));
-            const res = await importBinaryCache(nix, merged, {
-                trustedPublicKeys: req.trustedPublicKeys,
-                trustSource: req.trustSource,
-            });
-            p.log('info', `Restored ${memo.chain.length} cache entries (${mib(bytesDown)}): ${res.imported.length} store paths ` +
-                `imported, ${res.alreadyValid} already present (download ${secs(fetched - started)} s, import ` +
-                `${secs(Date.now() - fetched)} s).`);
-            if (res.skipped.length > 0) {
-                p.log('info', `${res.skipped.length} cached paths were left out (details in debug output).`);
-                for (const s of res.skipped)
-                    p.log('debug', `Skipped ${s.path}: ${s.reason}`);
+            finally {
+                if (!done)
+                    r.abort();
             }
-            return { matchedKey: first.key, pathsRestored: res.imported.length, bytesDown, memo };
-        }
-        finally {
-            await (0,promises_namespaceObject.rm)(scratch, { recursive: true, force: true });
-        }
+        });
     },
     async save(p, nix, req) {
         const memo = asMemo(req.memo);
@@ -100384,19 +101750,20 @@ const githubBackend = {
         const key = entryKey(req.primaryKey, req.entrySuffix);
         const ws = await (0,promises_namespaceObject.mkdtemp)(external_node_path_namespaceObject.join(req.tempDir, 'save-'));
         try {
-            const dir = external_node_path_namespaceObject.join(ws, ENTRY_DIR);
-            await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
+            const dir = external_node_path_namespaceObject.join(ws, 'binary-cache');
             const exported = await exportBinaryCache(nix, dir, paths, {
                 compression: 'none',
                 signingKey: req.signingKey,
                 tempDir: req.tempDir,
             });
-            const manifest = { format: FORMAT, key, parents: parents ?? [], paths: exported.exported.length };
-            await (0,promises_namespaceObject.writeFile)(external_node_path_namespaceObject.join(dir, MANIFEST), `${JSON.stringify(manifest)}\n`);
-            const saved = await saveWithRetry(key, () => saveEntry(ws, ENTRY_DIR, key), (m) => p.log('info', m));
-            const bytes = saved.bytes ?? (await dirBytes(dir));
-            p.log('info', `Saved ${exported.exported.length} store paths (${mib(bytes)}) as cache entry ${key}` +
-                (manifest.parents.length > 0 ? `, on top of ${manifest.parents.length} earlier entries.` : '.'));
+            req.signal?.throwIfAborted();
+            const count = await writeBundle(external_node_path_namespaceObject.join(ws, BUNDLE_FILE), dir, { key, parents: parents ?? [] });
+            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+            req.signal?.throwIfAborted();
+            const saved = await saveWithRetry(key, () => saveEntry(ws, BUNDLE_FILE, key), (m) => p.log('info', m));
+            const bytes = saved.bytes ?? (await (0,promises_namespaceObject.stat)(external_node_path_namespaceObject.join(ws, BUNDLE_FILE))).size;
+            p.log('info', `Saved ${count} store paths (${mib(bytes)}) as cache entry ${key}` +
+                ((parents ?? []).length > 0 ? `, on top of ${(parents ?? []).length} earlier entries.` : '.'));
             return { pathsSaved: exported.exported.length, bytesUp: bytes, entries: 1 };
         }
         finally {
@@ -100404,13 +101771,9 @@ const githubBackend = {
         }
     },
 };
-async function dirBytes(dir) {
-    let total = 0;
-    for (const e of await (0,promises_namespaceObject.readdir)(dir, { recursive: true, withFileTypes: true })) {
-        if (e.isFile())
-            total += (await (0,promises_namespaceObject.stat)(external_node_path_namespaceObject.join(e.parentPath, e.name))).size;
-    }
-    return total;
+/** The hash part of a narinfo's store path (what a consolidating save looks for). */
+function hashPart(narinfo) {
+    return /^StorePath: \S*\/([0-9a-z]{32})-/m.exec(narinfo)?.[1] ?? '';
 }
 const secs = (ms) => (ms / 1000).toFixed(2);
 function mib(bytes) {
@@ -100653,78 +102016,6 @@ function parseCacheInputs(p) {
         strict: getBoolean(p, 'strict', false),
         timeoutMs: getDuration(p, 'timeout', DEFAULT_TIMEOUT_MS),
         githubToken,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/nix/version.ts
-/**
- * Nix version detection and the features that depend on it. Parsers elsewhere detect JSON shapes by themselves; the
- * features here decide which flags we may pass, because an unknown flag is a hard error in every Nix version.
- */
-/** The `nix path-info --json-format` value we ask for: version 1 keeps full store paths and string hashes. */
-const PATH_INFO_JSON_FORMAT = '1';
-const VERSION_LINE = /^(\S+) \(([^)]*)\) (\d+)\.(\d+)(?:\.(\d+))?(\S*)\s*$/;
-/** Parses the first line of `nix --version` (or nix-env, nix-store, ...). */
-function parseNixVersion(output) {
-    const line = output.trim().split('\n')[0]?.trim() ?? '';
-    const m = VERSION_LINE.exec(line);
-    if (!m) {
-        throw new Error(`Cannot parse the Nix version from ${JSON.stringify(line.slice(0, 200))}; expected e.g. 'nix (Nix) 2.24.0'.`);
-    }
-    return {
-        program: m[1] ?? '',
-        variant: m[2] ?? '',
-        major: Number(m[3]),
-        minor: Number(m[4]),
-        patch: m[5] === undefined ? 0 : Number(m[5]),
-        pre: m[6] ?? '',
-    };
-}
-function formatVersion(v) {
-    return `${v.major}.${v.minor}.${v.patch}${v.pre}`;
-}
-function toComparable(v) {
-    if (typeof v !== 'string')
-        return v;
-    const m = /^(\d+)\.(\d+)(?:\.(\d+))?(\S*)$/.exec(v.trim());
-    if (!m)
-        throw new Error(`Invalid version ${JSON.stringify(v)}; expected MAJOR.MINOR[.PATCH].`);
-    return { major: Number(m[1]), minor: Number(m[2]), patch: m[3] === undefined ? 0 : Number(m[3]), pre: m[4] ?? '' };
-}
-/** Negative, zero or positive like a sort comparator. A pre-release sorts before its release (2.25.0pre... < 2.25.0). */
-function compareVersions(a, b) {
-    const x = toComparable(a);
-    const y = toComparable(b);
-    const d = x.major - y.major || x.minor - y.minor || x.patch - y.patch;
-    if (d !== 0)
-        return d;
-    if (x.pre === y.pre)
-        return 0;
-    if (x.pre === '')
-        return 1;
-    if (y.pre === '')
-        return -1;
-    return x.pre < y.pre ? -1 : 1;
-}
-/**
- * True when `v` is at least `min`. A pre-release of `min` itself does not count: a development build may predate the
- * feature, and passing a flag it lacks would fail the command.
- */
-function atLeast(v, min) {
-    return compareVersions(v, min) >= 0;
-}
-function isLix(v) {
-    return /\blix\b/i.test(v.variant);
-}
-function nixFeatures(v) {
-    // Lix forked from Nix 2.18 and numbers its releases 2.90+, so comparing its version with Nix's would be wrong; it
-    // kept the array-shaped path-info JSON (NixOS/nix#13413) and has no --json-format.
-    if (isLix(v))
-        return { printOutPaths: true, pathInfoJsonIsObject: false, jsonFormatFlag: false };
-    return {
-        printOutPaths: atLeast(v, '2.9'),
-        pathInfoJsonIsObject: atLeast(v, '2.19'),
-        jsonFormatFlag: atLeast(v, '2.33'),
     };
 }
 
@@ -101207,20 +102498,23 @@ async function main(p) {
         what: 'Restoring the Nix store cache',
         skipped: 'the job continues without cached store paths',
         strict: inputs.strict,
-    }, withTimeLimit(() => backend.restore(p, nix, {
+    }, withTimeLimit((signal) => backend.restore(p, nix, {
         primaryKey,
         restoreKeys,
         trustedPublicKeys: inputs.trustedPublicKeys,
         // Our own cache (GitHub/GitLab) is trusted without keys; a store of the user's choosing never blindly.
         trustSource: inputs.trustedPublicKeys.length === 0 && backend.name !== 'store',
         tempDir,
+        signal,
     }), inputs.timeoutMs)));
     const r = restored.ok ? restored.value : { pathsRestored: 0, bytesDown: 0 };
     // store: nothing is restored up front, the store serves later steps on demand.
     state.hit = backend.name === 'store' ? 'partial' : hitKind(r.matchedKey, primaryKey);
     state.restoredKey = r.matchedKey ?? '';
     state.memo = r.memo;
-    const snap = await failOpen(p, { what: 'Listing the store after the restore', skipped: 'the post step saves nothing', strict: inputs.strict }, () => takeSnapshot(nix, tempDir));
+    const snap = await failOpen(p, { what: 'Listing the store after the restore', skipped: 'the post step saves nothing', strict: inputs.strict }, 
+    // The restore may already know every valid path (it listed the store before and knows what it added).
+    () => (r.validAfter ? snapshotFromSet(r.validAfter, tempDir) : takeSnapshot(nix, tempDir)));
     if (snap.ok)
         state.snapshotFile = snap.value.file;
     state_saveState(p, state);

@@ -67,24 +67,45 @@ async function watched<T>(workspace: string, fn: () => Promise<T>): Promise<Watc
   }
 }
 
+/** How long an aborted phase gets to undo its half-done work before we stop waiting for it. */
+export const ABORT_GRACE_MS = 3_000;
+
 /**
- * Runs `fn` with a time limit. On expiry the process-wide state of an @actions/cache call still running is released
- * first, then the returned promise rejects (TransientError), so the warning saying so reaches the runner as one.
- * `fn` itself is not cancelled: the entry point exits when the phase is done.
+ * Runs `fn` with a time limit. On expiry `fn`'s signal is aborted (downloads stop, child processes are killed, what
+ * was half written is removed), the process-wide state of an @actions/cache call still running is released (from
+ * then on our own warnings reach the runner as annotations again), and once `fn` has settled (at most
+ * ABORT_GRACE_MS later) the returned promise rejects with a TransientError. An upload inside @actions/cache cannot
+ * be cancelled: the entry point exits when the phase is done, which ends it.
  */
-export function withTimeLimit<T>(fn: () => Promise<T>, ms: number): () => Promise<T> {
+export function withTimeLimit<T>(fn: (signal: AbortSignal) => Promise<T>, ms: number): () => Promise<T> {
   return () =>
     new Promise<T>((resolve, reject) => {
+      const controller = new AbortController();
+      const work = fn(controller.signal);
       const timer = setTimeout(() => {
+        const err = new TransientError(`timed out after ${Math.round(ms / 1000)} s`);
+        controller.abort(err);
         releaseActionsCache();
-        reject(new TransientError(`timed out after ${Math.round(ms / 1000)} s`));
+        let grace: ReturnType<typeof setTimeout> | undefined;
+        void Promise.race([
+          work.then(
+            () => undefined,
+            () => undefined,
+          ),
+          new Promise((r) => (grace = setTimeout(r, ABORT_GRACE_MS))),
+        ]).then(() => {
+          clearTimeout(grace);
+          reject(err);
+        });
       }, ms);
-      fn().then(
+      work.then(
         (v) => {
+          if (controller.signal.aborted) return;
           clearTimeout(timer);
           resolve(v);
         },
         (e: unknown) => {
+          if (controller.signal.aborted) return;
           clearTimeout(timer);
           reject(e);
         },

@@ -14,6 +14,8 @@ export interface RestoreRequest {
   trustSource: boolean;
   /** Scratch space for this phase (under the runner's temp dir). */
   tempDir: string;
+  /** Aborted at the phase's time limit: stop the work and undo what is half done. */
+  signal?: AbortSignal;
 }
 
 export interface RestoreResult {
@@ -23,6 +25,8 @@ export interface RestoreResult {
   bytesDown: number;
   /** Backend-specific memory for save (e.g. GitHub: the entry chain that was restored). JSON-serialisable, no secret. */
   memo?: unknown;
+  /** Every valid store path after the restore, when the backend knows it (spares main listing the store again). */
+  validAfter?: Set<string>;
 }
 
 export interface SaveRequest {
@@ -40,6 +44,8 @@ export interface SaveRequest {
    * entries first, down to this after adding the new paths). Undefined: no limit. Ignored by the other backends.
    */
   maxBytes?: number;
+  /** Aborted at the phase's time limit. */
+  signal?: AbortSignal;
 }
 
 export interface SaveResult {

@@ -14,7 +14,7 @@ import { mib } from './github-backend.js';
 import { parseCacheInputs, type CacheInputs } from './inputs.js';
 import { defaultPrimaryKey, hitKind, restorePrefix, type HitKind } from './key.js';
 import { chooseBackend, entrySuffix, resolveNix } from './runner-glue.js';
-import { takeSnapshot } from './snapshot.js';
+import { snapshotFromSet, takeSnapshot } from './snapshot.js';
 
 export interface CacheState {
   backend: Backend['name'];
@@ -71,7 +71,7 @@ export async function main(p: Platform): Promise<void> {
         strict: inputs.strict,
       },
       withTimeLimit(
-        () =>
+        (signal) =>
           backend.restore(p, nix, {
             primaryKey,
             restoreKeys,
@@ -79,6 +79,7 @@ export async function main(p: Platform): Promise<void> {
             // Our own cache (GitHub/GitLab) is trusted without keys; a store of the user's choosing never blindly.
             trustSource: inputs.trustedPublicKeys.length === 0 && backend.name !== 'store',
             tempDir,
+            signal,
           }),
         inputs.timeoutMs,
       ),
@@ -93,7 +94,8 @@ export async function main(p: Platform): Promise<void> {
   const snap = await failOpen(
     p,
     { what: 'Listing the store after the restore', skipped: 'the post step saves nothing', strict: inputs.strict },
-    () => takeSnapshot(nix, tempDir),
+    // The restore may already know every valid path (it listed the store before and knows what it added).
+    () => (r.validAfter ? snapshotFromSet(r.validAfter, tempDir) : takeSnapshot(nix, tempDir)),
   );
   if (snap.ok) state.snapshotFile = snap.value.file;
   saveState(p, state);

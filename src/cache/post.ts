@@ -1,7 +1,10 @@
 /**
  * cache post phase: save what the job added, then (purge: true) delete older GitHub entries. Bounded by `timeout`
  * and fail-open: a cache problem is a warning, never a failed job, unless `strict`. The entry point exits as soon
- * as this returns, so an operation abandoned at the time limit cannot keep the step alive.
+ * as this returns, so an operation abandoned at the time limit cannot keep the step alive; the time limit also aborts
+ * the work itself (withTimeLimit), and @actions/cache's upload, which cannot be cancelled, ends with the process.
+ * The outputs `paths-saved` and `bytes-up` are set here, where saving happens: no later step of the job can read them
+ * (action.yml says so); the job summary and, on GitLab, the dotenv report show them.
  */
 import { rm } from 'node:fs/promises';
 import { NixCommand } from '../nix/command.js';
@@ -34,7 +37,7 @@ async function skipReason(p: Platform, inputs: CacheInputs, state: CacheState): 
   return undefined;
 }
 
-async function save(p: Platform, inputs: CacheInputs, state: CacheState): Promise<SaveResult> {
+async function save(p: Platform, inputs: CacheInputs, state: CacheState, signal?: AbortSignal): Promise<SaveResult> {
   const skip = await skipReason(p, inputs, state);
   if (skip) {
     p.log('info', `Not saving the Nix store cache: ${skip}.`);
@@ -88,6 +91,7 @@ async function save(p: Platform, inputs: CacheInputs, state: CacheState): Promis
     tempDir: state.tempDir,
     memo: state.memo,
     maxBytes: inputs.maxSize,
+    signal,
   });
 }
 
@@ -114,7 +118,7 @@ export async function post(p: Platform): Promise<void> {
           skipped: 'nothing was saved; the next job rebuilds what this one built',
           strict: inputs.strict,
         },
-        withTimeLimit(() => save(p, inputs, state), inputs.timeoutMs),
+        withTimeLimit((signal) => save(p, inputs, state, signal), inputs.timeoutMs),
       ),
     );
     const res = saved.ok ? saved.value : NOTHING;

@@ -3,6 +3,7 @@
  * nor into a log or state: Nix gets the PATH of a 0600 file in a private 0700 directory, removed as soon as the
  * command that needed it is done. Error messages about keys never quote the key.
  */
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { InputError } from '../errors.js';
@@ -77,4 +78,39 @@ export function fileStoreUrl(dir: string): string {
     );
   }
   return `file://${dir}`;
+}
+
+/** Trusted keys by name, as node:crypto key objects (Nix public keys are raw 32-byte ed25519 keys). */
+export function publicKeyObjects(keys: readonly string[]): Map<string, KeyObject> {
+  validatePublicKeys(keys);
+  const out = new Map<string, KeyObject>();
+  for (const k of keys) {
+    const [name, b64] = k.trim().split(':') as [string, string];
+    const x = Buffer.from(b64, 'base64').toString('base64url');
+    out.set(name, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' }));
+  }
+  return out;
+}
+
+/**
+ * What a narinfo signature signs (Nix's ValidPathInfo::fingerprint): `1;<path>;sha256:<nix32>;<size>;<refs>`, the
+ * references as full paths, sorted, comma-separated. `narHashNix32` is the hash in Nix's base-32.
+ */
+export function fingerprint(
+  info: { storePath: string; narSize: number; references: readonly string[] },
+  narHashNix32: string,
+): string {
+  return `1;${info.storePath};sha256:${narHashNix32};${info.narSize};${[...info.references].sort().join(',')}`;
+}
+
+/** Whether one of `sigs` (`name:base64`) is a valid signature of `text` by one of `keys`. */
+export function signedByAny(text: string, sigs: readonly string[], keys: ReadonlyMap<string, KeyObject>): boolean {
+  const data = Buffer.from(text);
+  return sigs.some((s) => {
+    const colon = s.indexOf(':');
+    const key = keys.get(s.slice(0, colon));
+    if (colon <= 0 || !key) return false;
+    const sig = Buffer.from(s.slice(colon + 1), 'base64');
+    return sig.length === 64 && verify(null, data, key, sig);
+  });
 }

@@ -33,6 +33,13 @@ export async function takeSnapshot(nix: NixCommand, dir: string): Promise<Snapsh
   return { file, count: paths.size, paths };
 }
 
+/** Writes a listing the caller already has (the same file takeSnapshot writes). */
+export async function snapshotFromSet(paths: Set<string>, dir: string): Promise<SnapshotRef & { paths: Set<string> }> {
+  const file = path.join(dir, `flake-ci-store-${randomBytes(6).toString('hex')}.paths`);
+  await writeSnapshot(file, paths);
+  return { file, count: paths.size, paths };
+}
+
 /** Sorted, one path per line; written to a temporary name first so a killed step never leaves half a list. */
 export async function writeSnapshot(file: string, paths: Iterable<string>): Promise<void> {
   const text = [...paths].sort().join('\n');

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { scratchDir } from '../harness/namespace.mjs';
 import { startCacheService, type CacheEntry, type CacheService } from '../support/actions-cache-service.mjs';
 import {
@@ -145,6 +146,27 @@ describe('a failing cache service never fails the job', () => {
       expect(r.steps?.[0]?.stdout.trim()).toBe('0');
     },
   );
+
+  it('a NAR that does not match its narinfo is refused: nothing of that path is registered or left behind', async () => {
+    await job({ inputs: { key: 'tamper', strict: 'true' }, steps: [build(fixture, 'tamper', 3)] });
+    const [entry] = entriesOf('tamper') as [CacheEntry];
+    // A valid archive whose bundle has one byte of fix-3's file changed: only the NAR hash can tell.
+    const plain = zstdDecompressSync(Buffer.from(await svc.azurite.read(entry.blobName)));
+    const at = plain.indexOf('tamper-3\n');
+    expect(at).toBeGreaterThan(0);
+    plain[at] = 'T'.charCodeAt(0);
+    await svc.azurite.write(entry.blobName, zstdCompressSync(plain));
+    const r = await job({
+      inputs: { key: 'tamper' },
+      steps: [countFixtures, "ls /nix/store | grep -c -- '-fix-[0-9]*$' || true"],
+    });
+    expect(r.main.ok && r.post?.ok).toBe(true);
+    expect(warnings(r.main).join('\n')).toMatch(
+      /Restoring the Nix store cache failed.*fix-3.*does not match the hash/s,
+    );
+    // fix-1 and fix-2 were verified and registered; of fix-3 nothing is registered, nor left on disk.
+    expect(r.steps?.map((s) => s.stdout.trim())).toEqual(['2', '2']);
+  });
 
   it('an evicted parent entry is a warning, and the next save stands on its own', async () => {
     await job({ inputs: { key: 'evict', strict: 'true' }, steps: [build(fixture, 'ev', 4)] });

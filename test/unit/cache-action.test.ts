@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { archiveBytes, saveFailure, saveWithRetry, type SaveOutcome } from '../../src/cache/actions-cache-glue.js';
 import { fitBudget } from '../../src/cache/budget-glue.js';
-import { asMemo, MAX_PARENTS, parentsFor, parseManifest } from '../../src/cache/github-backend.js';
+import { parseHeader } from '../../src/cache/bundle.js';
+import { asMemo, MAX_PARENTS, parentsFor } from '../../src/cache/github-backend.js';
 import { parseCacheInputs, parseSize } from '../../src/cache/inputs.js';
 import { pickForPurge } from '../../src/cache/purge.js';
 import { chooseBackend, entrySuffix, pullRequestFromFork, readOnlyReason } from '../../src/cache/runner-glue.js';
@@ -98,16 +99,17 @@ describe('purge selection', () => {
 });
 
 describe('entry manifests and chains', () => {
-  it('accepts only well-formed manifests of this format', () => {
-    expect(parseManifest('{"format":1,"key":"k-1","parents":["k-0"],"paths":3}')).toEqual({
-      format: 1,
+  it('accepts only well-formed bundle headers of this format', () => {
+    expect(parseHeader('{"format":2,"key":"k-1","parents":["k-0"],"narinfos":["StorePath: x"]}')).toEqual({
+      format: 2,
       key: 'k-1',
       parents: ['k-0'],
-      paths: 3,
+      narinfos: ['StorePath: x'],
     });
-    expect(parseManifest('{"format":2,"key":"k","parents":[]}')).toBeUndefined();
-    expect(parseManifest('{"format":1,"key":"k","parents":["a,b"]}')).toBeUndefined();
-    expect(parseManifest('not json')).toBeUndefined();
+    expect(() => parseHeader('{"format":1,"key":"k","parents":[],"narinfos":[]}')).toThrow(/format 1/);
+    expect(() => parseHeader('{"format":2,"key":"k","parents":["a,b"],"narinfos":[]}')).toThrow(/key/);
+    expect(() => parseHeader('{"format":2,"key":"k","parents":[]}')).toThrow(/narinfo/);
+    expect(() => parseHeader('not json')).toThrow(/JSON/);
   });
   it('records the restored chain as parents, up to MAX_PARENTS; consolidates beyond or after a loss', () => {
     const keys = (n: number) => Array.from({ length: n }, (_, i) => `k-${i}`);
