@@ -41525,88 +41525,6 @@ function hashString(v, where) {
     throw new Error(`${where}: unexpected hash ${JSON.stringify(v)}.`);
 }
 
-;// CONCATENATED MODULE: ./src/build/cached.ts
-/**
- * skip-cached: an attribute whose outputs are all valid locally, or all present in one configured substituter, is
- * not built. Asked with `nix path-info --json [--store URL] PATHS`, which on both Nix 2.8 and 2.34 exits 0 and marks
- * missing paths (`valid: false` in 2.8's array, `null` in 2.34's object), locally and for a file:// or http(s) cache.
- * `nix build --dry-run` was not used: its "will be fetched" list is a log message whose wording changed.
- */
-
-
-
-/** Paths per `nix path-info` call: far below ARG_MAX, and a failure costs one batch. */
-const BATCH = 500;
-/** `nix config show --json` (2.20+) or `nix show-config --json` (older; 2.34 warns it is deprecated). */
-async function readNixConfig(nix, cwd) {
-    const args = atLeast(nix.version, '2.20') ? ['config', 'show', '--json'] : ['show-config', '--json'];
-    const res = await nix.run(args, { cwd });
-    const conf = JSON.parse(res.stdout);
-    const list = (key) => {
-        const v = conf[key]?.value;
-        if (Array.isArray(v))
-            return v.filter((x) => typeof x === 'string' && x !== '');
-        if (typeof v === 'string')
-            return v.split(/\s+/).filter(Boolean);
-        return [];
-    };
-    const system = conf.system?.value;
-    return {
-        system: typeof system === 'string' ? system : '',
-        extraPlatforms: list('extra-platforms'),
-        substituters: list('substituters'),
-        systemFeatures: list('system-features'),
-    };
-}
-/**
- * The subset of `paths` valid in `store` (the local store when undefined). A substituter that cannot be asked (down,
- * unknown scheme) counts as holding nothing, with a warning: a cache problem must not fail the build.
- */
-async function validPaths(nix, paths, store) {
-    const valid = new Set();
-    const unique = [...new Set(paths)];
-    for (let i = 0; i < unique.length; i += BATCH) {
-        const batch = unique.slice(i, i + BATCH);
-        const args = ['path-info', ...nix.pathInfoJsonArgs(), ...(store ? ['--store', store] : []), ...batch];
-        try {
-            const res = await nix.run(args, { allowFailure: true });
-            if (res.exitCode !== 0) {
-                const tail = res.stderr.trim().split('\n').slice(-3).join(' ');
-                nix.platform?.log('warning', `Could not query ${store ?? 'the local store'}: ${tail}`);
-                continue;
-            }
-            for (const info of parsePathInfo(res.stdout))
-                if (info.valid)
-                    valid.add(info.path);
-        }
-        catch (e) {
-            nix.platform?.log('warning', `Could not query ${store ?? 'the local store'}: ${errors_errorMessage(e)}`);
-        }
-    }
-    return valid;
-}
-/**
- * Attribute -> where its outputs are, for the attributes that need no build. Each store is asked only about the
- * paths still missing, so an all-local run makes one call. An attribute with no known output paths (floating
- * content-addressed derivations) is never cached.
- */
-async function findCached(nix, targets, substituters) {
-    const found = new Map();
-    let pending = targets.filter((t) => Object.values(t.outputs).length > 0);
-    for (const store of [undefined, ...substituters]) {
-        if (pending.length === 0)
-            break;
-        const valid = await validPaths(nix, pending.flatMap((t) => Object.values(t.outputs)), store);
-        pending = pending.filter((t) => {
-            if (!Object.values(t.outputs).every((p) => valid.has(p)))
-                return true;
-            found.set(t.attr, store ?? 'local');
-            return false;
-        });
-    }
-    return found;
-}
-
 ;// CONCATENATED MODULE: ./src/build/attr-path.ts
 /**
  * Attribute paths and globs over them, plus the Nix string quoting the --apply expressions need. Kept apart from
@@ -41713,6 +41631,116 @@ function nixString(s) {
 /** `root."x86_64-linux"."foo"`: selecting the rest of a path inside an --apply function. */
 function nixSelect(root, segments) {
     return [root, ...segments.map(nixString)].join('.');
+}
+
+;// CONCATENATED MODULE: ./src/build/cached.ts
+/**
+ * skip-cached: an attribute whose outputs are all valid locally, or all present in one configured substituter, is
+ * not built. Asked with `nix path-info --json [--store URL] PATHS`, which on both Nix 2.8 and 2.34 exits 0 and marks
+ * missing paths (`valid: false` in 2.8's array, `null` in 2.34's object), locally and for a file:// or http(s) cache.
+ * `nix build --dry-run` was not used: its "will be fetched" list is a log message whose wording changed.
+ */
+
+
+
+
+/** Paths per `nix path-info` call: far below ARG_MAX, and a failure costs one batch. */
+const BATCH = 500;
+/** `nix config show --json` (2.20+) or `nix show-config --json` (older; 2.34 warns it is deprecated). */
+async function readNixConfig(nix, cwd) {
+    const args = atLeast(nix.version, '2.20') ? ['config', 'show', '--json'] : ['show-config', '--json'];
+    const res = await nix.run(args, { cwd });
+    const conf = JSON.parse(res.stdout);
+    const list = (key) => {
+        const v = conf[key]?.value;
+        if (Array.isArray(v))
+            return v.filter((x) => typeof x === 'string' && x !== '');
+        if (typeof v === 'string')
+            return v.split(/\s+/).filter(Boolean);
+        return [];
+    };
+    const system = conf.system?.value;
+    return {
+        system: typeof system === 'string' ? system : '',
+        extraPlatforms: list('extra-platforms'),
+        substituters: list('substituters'),
+        systemFeatures: list('system-features'),
+        acceptFlakeConfig: conf['accept-flake-config']?.value === true,
+    };
+}
+/**
+ * The substituters a flake's `nixConfig` adds (`substituters`, `extra-substituters`), which Nix uses when
+ * `accept-flake-config` is set. flake.nix is a plain attribute set, so importing it reads nixConfig without
+ * evaluating any output. `file` is the flake.nix to read: the checkout's for a local flake (a chroot store cannot
+ * read its logical /nix/store path from outside), else the one in the flake's source store path. [] when unreadable.
+ */
+async function flakeSubstituters(nix, file, cwd) {
+    const expr = `let f = import (/. + ${nixString(file)}); c = f.nixConfig or { }; l = v: if builtins.isList v then v else if builtins.isString v then [ v ] else [ ]; in l (c.substituters or [ ]) ++ l (c.extra-substituters or [ ])`;
+    const res = await nix.run(['eval', '--json', '--impure', '--expr', expr], { cwd, allowFailure: true });
+    if (res.exitCode !== 0) {
+        nix.platform?.log('debug', `flake nixConfig not read from ${file}: ${res.stderr.trim().split('\n').pop() ?? ''}`);
+        return [];
+    }
+    try {
+        const v = JSON.parse(res.stdout);
+        return Array.isArray(v)
+            ? v
+                .filter((x) => typeof x === 'string')
+                .flatMap((x) => x.split(/\s+/))
+                .filter(Boolean)
+            : [];
+    }
+    catch {
+        return [];
+    }
+}
+/**
+ * The subset of `paths` valid in `store` (the local store when undefined). A substituter that cannot be asked (down,
+ * unknown scheme) counts as holding nothing, with a warning: a cache problem must not fail the build.
+ */
+async function validPaths(nix, paths, store) {
+    const valid = new Set();
+    const unique = [...new Set(paths)];
+    for (let i = 0; i < unique.length; i += BATCH) {
+        const batch = unique.slice(i, i + BATCH);
+        const args = ['path-info', ...nix.pathInfoJsonArgs(), ...(store ? ['--store', store] : []), ...batch];
+        try {
+            const res = await nix.run(args, { allowFailure: true });
+            if (res.exitCode !== 0) {
+                const tail = res.stderr.trim().split('\n').slice(-3).join(' ');
+                nix.platform?.log('warning', `Could not query ${store ?? 'the local store'}: ${tail}`);
+                continue;
+            }
+            for (const info of parsePathInfo(res.stdout))
+                if (info.valid)
+                    valid.add(info.path);
+        }
+        catch (e) {
+            nix.platform?.log('warning', `Could not query ${store ?? 'the local store'}: ${errors_errorMessage(e)}`);
+        }
+    }
+    return valid;
+}
+/**
+ * Attribute -> where its outputs are, for the attributes that need no build. Each store is asked only about the
+ * paths still missing, so an all-local run makes one call. An attribute with no known output paths (floating
+ * content-addressed derivations) is never cached.
+ */
+async function findCached(nix, targets, substituters) {
+    const found = new Map();
+    let pending = targets.filter((t) => Object.values(t.outputs).length > 0);
+    for (const store of [undefined, ...substituters]) {
+        if (pending.length === 0)
+            break;
+        const valid = await validPaths(nix, pending.flatMap((t) => Object.values(t.outputs)), store);
+        pending = pending.filter((t) => {
+            if (!Object.values(t.outputs).every((p) => valid.has(p)))
+                return true;
+            found.set(t.attr, store ?? 'local');
+            return false;
+        });
+    }
+    return found;
 }
 
 ;// CONCATENATED MODULE: ./src/nix/log.ts
@@ -42913,6 +42941,12 @@ async function selectAttributes(nix, opts) {
 }
 
 ;// CONCATENATED MODULE: ./src/build/engine.ts
+/**
+ * The build engine: select -> evaluate -> skip cached -> build -> retry -> results. No reporting here (checks,
+ * annotations, summary and files are written by the action from the returned results), so the engine can run
+ * unchanged on GitHub, GitLab and in tests.
+ */
+
 
 
 
@@ -42951,7 +42985,9 @@ async function runBuild(platform, nix, opts = {}) {
             targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features });
     let cached = new Map();
     if (opts.skipCached && targets.length > 0) {
-        const substituters = opts.substituters ? [...opts.substituters] : config.substituters;
+        const substituters = opts.substituters
+            ? [...opts.substituters]
+            : await defaultSubstituters(nix, config, opts, sourcePath);
         cached = await platform.group('Looking for cached outputs', () => findCached(nix, targets, substituters));
         platform.log('info', `${cached.size} attribute(s) cached, ${targets.length - cached.size} to build.`);
     }
@@ -42979,6 +43015,18 @@ async function runBuild(platform, nix, opts = {}) {
     if (sourcePath)
         out.sourcePath = sourcePath;
     return out;
+}
+/** Nix's substituters, plus the flake's own when Nix accepts flake configuration (as the build itself would). */
+async function defaultSubstituters(nix, config, opts, sourcePath) {
+    if (!config.acceptFlakeConfig)
+        return config.substituters;
+    const flake = opts.flake ?? '.';
+    const local = /^(?:path:)?([./].*)$/.exec(flake)?.[1];
+    const dir = local !== undefined ? external_node_path_namespaceObject.resolve(opts.cwd ?? process.cwd(), local) : sourcePath;
+    if (dir === undefined)
+        return config.substituters;
+    const extra = await flakeSubstituters(nix, external_node_path_namespaceObject.join(dir, 'flake.nix'), opts.cwd);
+    return [...new Set([...config.substituters, ...extra])];
 }
 /** One result per selected attribute, in selection order. */
 function assemble(evaluated, cached, built, refused = new Map()) {

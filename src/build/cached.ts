@@ -8,6 +8,7 @@ import { errorMessage } from '../errors.js';
 import { atLeast } from '../nix/version.js';
 import type { NixCommand } from '../nix/command.js';
 import { parsePathInfo } from '../nix/path-info.js';
+import { nixString } from './attr-path.js';
 
 export interface NixConfigInfo {
   /** The `system` setting: the runner's system. */
@@ -15,6 +16,8 @@ export interface NixConfigInfo {
   extraPlatforms: string[];
   substituters: string[];
   systemFeatures: string[];
+  /** `accept-flake-config`: the flake's own nixConfig (its substituters) applies. */
+  acceptFlakeConfig: boolean;
 }
 
 /** Paths per `nix path-info` call: far below ARG_MAX, and a failure costs one batch. */
@@ -37,7 +40,34 @@ export async function readNixConfig(nix: NixCommand, cwd?: string): Promise<NixC
     extraPlatforms: list('extra-platforms'),
     substituters: list('substituters'),
     systemFeatures: list('system-features'),
+    acceptFlakeConfig: conf['accept-flake-config']?.value === true,
   };
+}
+
+/**
+ * The substituters a flake's `nixConfig` adds (`substituters`, `extra-substituters`), which Nix uses when
+ * `accept-flake-config` is set. flake.nix is a plain attribute set, so importing it reads nixConfig without
+ * evaluating any output. `file` is the flake.nix to read: the checkout's for a local flake (a chroot store cannot
+ * read its logical /nix/store path from outside), else the one in the flake's source store path. [] when unreadable.
+ */
+export async function flakeSubstituters(nix: NixCommand, file: string, cwd?: string): Promise<string[]> {
+  const expr = `let f = import (/. + ${nixString(file)}); c = f.nixConfig or { }; l = v: if builtins.isList v then v else if builtins.isString v then [ v ] else [ ]; in l (c.substituters or [ ]) ++ l (c.extra-substituters or [ ])`;
+  const res = await nix.run(['eval', '--json', '--impure', '--expr', expr], { cwd, allowFailure: true });
+  if (res.exitCode !== 0) {
+    nix.platform?.log('debug', `flake nixConfig not read from ${file}: ${res.stderr.trim().split('\n').pop() ?? ''}`);
+    return [];
+  }
+  try {
+    const v = JSON.parse(res.stdout) as unknown;
+    return Array.isArray(v)
+      ? v
+          .filter((x): x is string => typeof x === 'string')
+          .flatMap((x) => x.split(/\s+/))
+          .filter(Boolean)
+      : [];
+  } catch {
+    return [];
+  }
 }
 
 /**

@@ -3,12 +3,13 @@
  * annotations, summary and files are written by the action from the returned results), so the engine can run
  * unchanged on GitHub, GitLab and in tests.
  */
+import * as path from 'node:path';
 import type { NixCommand } from '../nix/command.js';
 import type { NixLogEvent } from '../nix/log.js';
 import { formatVersion } from '../nix/version.js';
 import type { Platform } from '../platform/types.js';
 import type { BuildTarget } from './attribution.js';
-import { findCached, readNixConfig, type CachedAt, type NixConfigInfo } from './cached.js';
+import { findCached, flakeSubstituters, readNixConfig, type CachedAt, type NixConfigInfo } from './cached.js';
 import { evaluateBatched } from './evaluate-batch.js';
 import { defaultEvalWorkers, flakeSourcePath, type EvalOutcome } from './evaluate.js';
 import { countResults, type AttrResult, type Counts } from './results.js';
@@ -124,7 +125,9 @@ export async function runBuild(
 
   let cached = new Map<string, CachedAt>();
   if (opts.skipCached && targets.length > 0) {
-    const substituters = opts.substituters ? [...opts.substituters] : config.substituters;
+    const substituters = opts.substituters
+      ? [...opts.substituters]
+      : await defaultSubstituters(nix, config, opts, sourcePath);
     cached = await platform.group('Looking for cached outputs', () => findCached(nix, targets, substituters));
     platform.log('info', `${cached.size} attribute(s) cached, ${targets.length - cached.size} to build.`);
   }
@@ -158,6 +161,22 @@ export async function runBuild(
   const out: BuildEngineResult = { results, counts, systems, nixVersion: formatVersion(nix.version) };
   if (sourcePath) out.sourcePath = sourcePath;
   return out;
+}
+
+/** Nix's substituters, plus the flake's own when Nix accepts flake configuration (as the build itself would). */
+async function defaultSubstituters(
+  nix: NixCommand,
+  config: NixConfigInfo,
+  opts: BuildEngineOptions,
+  sourcePath: string | undefined,
+): Promise<string[]> {
+  if (!config.acceptFlakeConfig) return config.substituters;
+  const flake = opts.flake ?? '.';
+  const local = /^(?:path:)?([./].*)$/.exec(flake)?.[1];
+  const dir = local !== undefined ? path.resolve(opts.cwd ?? process.cwd(), local) : sourcePath;
+  if (dir === undefined) return config.substituters;
+  const extra = await flakeSubstituters(nix, path.join(dir, 'flake.nix'), opts.cwd);
+  return [...new Set([...config.substituters, ...extra])];
 }
 
 /** One result per selected attribute, in selection order. */
