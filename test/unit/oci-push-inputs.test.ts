@@ -243,8 +243,14 @@ describe('gitlab-templates/oci-push.yml', () => {
     for (const name of Object.keys(action.inputs)) {
       const snake = name.replace(/-/g, '_');
       expect({ name, present: snake in spec.spec.inputs }).toEqual({ name, present: true });
-      expect(job?.variables[`INPUT_${snake.toUpperCase()}`]).toBe(`$[[ inputs.${snake} ]]`);
+      // Inputs other templates share (install-nix's mode and github_token, cache's timeout) travel under names of
+      // their own, so a job extending several templates keeps each one's value.
+      const variable = ['mode', 'github_token', 'timeout'].includes(snake)
+        ? `FLAKE_CI_OCI_PUSH_${snake.toUpperCase()}`
+        : `INPUT_${snake.toUpperCase()}`;
+      expect({ snake, value: job?.variables[variable] }).toEqual({ snake, value: `$[[ inputs.${snake} ]]` });
     }
+    for (const v of ['INPUT_MODE', 'INPUT_GITHUB_TOKEN', 'INPUT_TIMEOUT']) expect(job?.variables).not.toHaveProperty(v);
   });
 
   it('keeps the action defaults, except the GitLab-specific tags and github_token', () => {
@@ -259,6 +265,9 @@ describe('gitlab-templates/oci-push.yml', () => {
 
   it('runs the oci-push bundle from the pinned suite', () => {
     expect(job?.variables.FLAKE_CI_SUITE_REF).toBe('$[[ inputs.suite_ref ]]');
-    expect(job?.script.at(-1)).toBe('node "$FLAKE_CI_SUITE_DIR/dist/oci-push/index.js"');
+    expect(job?.script.at(-1)).toBe(
+      'INPUT_MODE="$FLAKE_CI_OCI_PUSH_MODE" INPUT_GITHUB_TOKEN="$FLAKE_CI_OCI_PUSH_GITHUB_TOKEN" ' +
+        'INPUT_TIMEOUT="$FLAKE_CI_OCI_PUSH_TIMEOUT" node "$FLAKE_CI_SUITE_DIR/dist/oci-push/index.js"',
+    );
   });
 });
