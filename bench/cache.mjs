@@ -17,6 +17,13 @@ import { startCacheService } from '../test/support/actions-cache-service.mjs';
 import * as b from './lib/common.mjs';
 
 const REPS = Number(process.env.BENCH_REPS) || 5;
+// For tuning: BENCH_CACHE_ONLY=restore runs just the restore comparison; BENCH_CACHE_NODE_OPTIONS (say
+// `--cpu-prof --cpu-prof-dir=DIR`) goes to the restore jobs' node; BENCH_CACHE_LOG=DIR keeps their main step's log.
+const ONLY_RESTORE = process.env.BENCH_CACHE_ONLY === 'restore';
+const NODE_OPTIONS = process.env.BENCH_CACHE_NODE_OPTIONS;
+const LOG_DIR = process.env.BENCH_CACHE_LOG;
+// BENCH_CACHE_COMPARE=DIR: another build's dist/ (say, before a change), whose restore runs alternate with ours.
+const COMPARE = process.env.BENCH_CACHE_COMPARE;
 const NIX = join(b.CACHE, 'nix-2.34.8', 'bin');
 const CLIENT = join(b.REPO_ROOT, 'test/fixtures/actions-cache-client.mjs');
 const CONF = `printf 'substituters =\\nsandbox = false\\nbuild-users-group =\\nexperimental-features = nix-command flakes\\n' > /etc/nix/nix.conf`;
@@ -58,9 +65,9 @@ const fresh = (extra = []) =>
   ]);
 const unpack = `zstd -dc ${q(closure)} | tar -x -C / && ${q(NIX)}/nix-store --load-db < ${q(reginfo)}`;
 
-/** User + system seconds of the first record of a `/usr/bin/time -v` file (the process and its children). */
-function cpuSecs(timeFile) {
-  const text = readFileSync(timeFile, 'utf8');
+/** User + system seconds of record `n` of a `/usr/bin/time -v` file (the process and its children). */
+function cpuSecs(timeFile, n = 0) {
+  const text = readFileSync(timeFile, 'utf8').split(/^(?=\tCommand being timed)/m)[n] ?? '';
   const get = (what) => Number(new RegExp(`${what} time \\(seconds\\): ([\\d.]+)`).exec(text)?.[1] ?? NaN);
   return get('User') + get('System');
 }
@@ -95,13 +102,13 @@ try {
     delete e.RUNNER_TEMP;
     return e;
   };
-  const job = async (steps, timeFile, inputs = {}) => {
+  const job = async (steps, timeFile, inputs = {}, extraEnv = {}, root = distRoot) => {
     const r = await b.runInNamespace(
       {
         action: 'cache',
-        distRoot,
+        distRoot: root,
         inputs: { key: 'bench', strict: 'true', ...inputs },
-        env: env(),
+        env: env(extraEnv),
         steps,
         dirs: { temp: TEMP },
       },
@@ -117,6 +124,9 @@ try {
   // The first job "builds" the closure (unpacks it) and saves it: one entry for all the paths.
   const seed = await job([unpack]);
   const seedEntry = svc.entries()[0];
+  // BENCH_CACHE_KEEP_ENTRY=FILE: a copy of the entry (@actions/cache's tar.zst), to replay restores without the rest.
+  if (process.env.BENCH_CACHE_KEEP_ENTRY)
+    writeFileSync(process.env.BENCH_CACHE_KEEP_ENTRY, Buffer.from(await svc.azurite.read(seedEntry.blobName)));
   console.log(
     `  first save: ${seed.post.outputs['paths-saved']} of ${count} paths in ${svc.entries().length} entry, ` +
       `${(seedEntry.sizeBytes / 1048576).toFixed(1)} MiB, ${b.secs(seed.post.durationMs)} s`,
@@ -125,57 +135,26 @@ try {
   // Restore (main) and an unchanged post step (nothing new), REPS times, each in a fresh /nix, alternating with the
   // baseline so that both see the same load.
   const restores = [];
+  const compared = [];
   const idle = [];
   const base = [];
   const before = creates();
   const baseTime = join(scratch, 'baseline.time');
   for (let i = -1; i < REPS; i++) {
     const timeFile = join(scratch, `restore-${i}.time`);
-    const r = await job([], timeFile);
+    const r = await job([], timeFile, {}, NODE_OPTIONS ? { NODE_OPTIONS } : {});
+    if (LOG_DIR) writeFileSync(join(LOG_DIR, `restore-${i + 1}.log`), r.main.log);
     if (r.main.outputs['paths-restored'] !== String(count))
       throw new Error(`restored ${r.main.outputs['paths-restored']} of ${count} paths`);
     const baseMs = await b.timeInNamespace(fresh(), unpack, baseTime);
+    const other = COMPARE ? await job([], timeFile, {}, {}, COMPARE) : undefined;
     if (i < 0) continue; // warm-up: page cache, node's compile cache
+    if (other) compared.push({ ms: other.main.durationMs, cpu: cpuSecs(timeFile, 2) });
     restores.push({ ms: r.main.durationMs, rss: b.peakRss(timeFile)[0], cpu: cpuSecs(timeFile) });
     idle.push(r.post.durationMs);
     base.push({ ms: baseMs, rss: b.peakRss(baseTime)[0], cpu: cpuSecs(baseTime) });
   }
   const idleUploads = creates() - before;
-
-  // The same baseline fetching the tarball from the same Azurite first: what the transfer itself costs.
-  await svc.azurite.write('baseline-closure', readFileSync(closure));
-  const url = svc.azurite.sasUrl('baseline-closure', 'r');
-  const fetched = `curl -sf ${q(url)} | zstd -dc | tar -x -C / && ${q(NIX)}/nix-store --load-db < ${q(reginfo)}`;
-  const baseDl = [];
-  for (let i = 0; i < REPS; i++) baseDl.push(await b.timeInNamespace(fresh(), fetched, baseTime));
-
-  // 10 new paths on top of the restored closure: the post step uploads only those.
-  const extra = join(scratch, 'extra.nix');
-  writeFileSync(extra, GEN);
-  const added = await job([`nix-build ${q(extra)} --arg n 10 --argstr salt extra --no-out-link`]);
-  const addedEntry = svc.entries().at(-1);
-
-  // cache-nix-action's way: the whole /nix (store and database) as one entry, through the same @actions/cache.
-  const client = (op) => {
-    const vars = Object.entries({ ...env(), GITHUB_WORKSPACE: '/', HOME: '/root', RUNNER_TEMP: TEMP }).map(
-      ([k, v]) => `${k}=${q(v)}`,
-    );
-    return `cd / && env ${vars.join(' ')} ${q(process.execPath)} ${q(CLIENT)} ${op} whole-nix-${Date.now()} nix`;
-  };
-  const wholeSave = [];
-  const wholeRestore = [];
-  const wholeTime = join(scratch, 'whole.time');
-  for (let i = 0; i < REPS; i++) {
-    const saveCmd = client('save');
-    const key = /whole-nix-\d+/.exec(saveCmd)[0];
-    wholeSave.push(await b.timeInNamespace(fresh([unpack]), saveCmd, wholeTime));
-    const restoreCmd = client('restore').replace(/whole-nix-\d+/, key);
-    wholeRestore.push(
-      await b.timeInNamespace(fresh(), `${restoreCmd} && test -s /nix/var/nix/db/db.sqlite`, wholeTime),
-    );
-  }
-  const wholeEntry = svc.entries().at(-1);
-
   const med = (xs) => b.median(xs);
   const oursMs = med(restores.map((r) => r.ms));
   const baseMs = med(base.map((r) => r.ms));
@@ -188,37 +167,79 @@ try {
     baseMs,
     `${count} paths, ${mibOf(seedEntry)}; median of ${REPS}; goal ratio <= 1.3; ${mem}`,
   );
-  b.report(
-    'cache-restore-vs-download-unpack',
-    oursMs,
-    med(baseDl),
-    'baseline: curl from the same Azurite | zstd -d | tar -x + load-db',
-  );
-  b.report(
-    'cache-restore-vs-whole-nix',
-    oursMs,
-    med(wholeRestore),
-    `whole /nix via @actions/cache, ${mibOf(wholeEntry)}`,
-  );
-  b.report(
-    'cache-save-nothing-new',
-    med(idle),
-    med(wholeSave),
-    `goal <= 0.5 s; ${idleUploads} uploads in ${REPS + 1} jobs; baseline: whole /nix saved again`,
-  );
-  b.report(
-    'cache-save-10-new',
-    added.post.durationMs,
-    med(wholeSave),
-    `${added.post.outputs['paths-saved']} paths uploaded, ${(addedEntry.sizeBytes / 1024).toFixed(0)} KiB in 1 entry; ` +
-      `baseline re-uploads ${mibOf(wholeEntry)}`,
-  );
   console.log(
-    `  runs ours: ${restores.map((r) => b.secs(r.ms)).join(' ')} s; baseline: ${base.map((r) => b.secs(r.ms)).join(' ')} s; ` +
-      `whole-/nix restore: ${wholeRestore.map(b.secs).join(' ')} s`,
+    `  restore runs ours: ${restores.map((r) => `${b.secs(r.ms)} (CPU ${r.cpu.toFixed(2)})`).join(' ')} s; ` +
+      `baseline: ${base.map((r) => `${b.secs(r.ms)} (CPU ${r.cpu.toFixed(2)})`).join(' ')} s`,
   );
-  const ours = svc.entries().filter((e) => e.key.startsWith('bench-')).length;
-  console.log(`  cache entries created by our jobs: ${ours} (${2 + REPS} jobs; first save + 10-path save)`);
+  if (compared.length > 0) {
+    const ms = med(compared.map((r) => r.ms));
+    b.report('cache-restore-compared', ms, baseMs, `${COMPARE}; CPU s ${med(compared.map((r) => r.cpu)).toFixed(2)}`);
+    console.log(`  compared runs: ${compared.map((r) => `${b.secs(r.ms)} (CPU ${r.cpu.toFixed(2)})`).join(' ')} s`);
+  }
+  if (!ONLY_RESTORE) {
+    // The same baseline fetching the tarball from the same Azurite first: what the transfer itself costs.
+    await svc.azurite.write('baseline-closure', readFileSync(closure));
+    const url = svc.azurite.sasUrl('baseline-closure', 'r');
+    const fetched = `curl -sf ${q(url)} | zstd -dc | tar -x -C / && ${q(NIX)}/nix-store --load-db < ${q(reginfo)}`;
+    const baseDl = [];
+    for (let i = 0; i < REPS; i++) baseDl.push(await b.timeInNamespace(fresh(), fetched, baseTime));
+
+    // 10 new paths on top of the restored closure: the post step uploads only those.
+    const extra = join(scratch, 'extra.nix');
+    writeFileSync(extra, GEN);
+    const added = await job([`nix-build ${q(extra)} --arg n 10 --argstr salt extra --no-out-link`]);
+    const addedEntry = svc.entries().at(-1);
+
+    // cache-nix-action's way: the whole /nix (store and database) as one entry, through the same @actions/cache.
+    const client = (op) => {
+      const vars = Object.entries({ ...env(), GITHUB_WORKSPACE: '/', HOME: '/root', RUNNER_TEMP: TEMP }).map(
+        ([k, v]) => `${k}=${q(v)}`,
+      );
+      return `cd / && env ${vars.join(' ')} ${q(process.execPath)} ${q(CLIENT)} ${op} whole-nix-${Date.now()} nix`;
+    };
+    const wholeSave = [];
+    const wholeRestore = [];
+    const wholeTime = join(scratch, 'whole.time');
+    for (let i = 0; i < REPS; i++) {
+      const saveCmd = client('save');
+      const key = /whole-nix-\d+/.exec(saveCmd)[0];
+      wholeSave.push(await b.timeInNamespace(fresh([unpack]), saveCmd, wholeTime));
+      const restoreCmd = client('restore').replace(/whole-nix-\d+/, key);
+      wholeRestore.push(
+        await b.timeInNamespace(fresh(), `${restoreCmd} && test -s /nix/var/nix/db/db.sqlite`, wholeTime),
+      );
+    }
+    const wholeEntry = svc.entries().at(-1);
+
+    b.report(
+      'cache-restore-vs-download-unpack',
+      oursMs,
+      med(baseDl),
+      'baseline: curl from the same Azurite | zstd -d | tar -x + load-db',
+    );
+    b.report(
+      'cache-restore-vs-whole-nix',
+      oursMs,
+      med(wholeRestore),
+      `whole /nix via @actions/cache, ${mibOf(wholeEntry)}`,
+    );
+    b.report(
+      'cache-save-nothing-new',
+      med(idle),
+      med(wholeSave),
+      `goal <= 0.5 s; ${idleUploads} uploads in ${REPS + 1} jobs; baseline: whole /nix saved again`,
+    );
+    b.report(
+      'cache-save-10-new',
+      added.post.durationMs,
+      med(wholeSave),
+      `${added.post.outputs['paths-saved']} paths uploaded, ${(addedEntry.sizeBytes / 1024).toFixed(0)} KiB in 1 entry; ` +
+        `baseline re-uploads ${mibOf(wholeEntry)}`,
+    );
+    console.log(`  whole-/nix restore runs: ${wholeRestore.map(b.secs).join(' ')} s`);
+    const ours = svc.entries().filter((e) => e.key.startsWith('bench-')).length;
+    console.log(`  cache entries created by our jobs: ${ours} (${2 + REPS} jobs; first save + 10-path save)`);
+  }
 } finally {
   await svc.stop();
   rmSync(scratch, { recursive: true, force: true });

@@ -13,7 +13,9 @@
  *   `::error::` (for 5xx answers) would look like a failed job.
  * Calls must not overlap: they share process-wide state. Our callers run them one at a time.
  */
-import * as cache from '@actions/cache';
+// @actions/cache (with the Azure SDK) is most of the bundle: loaded on first use, so that a restore, which streams
+// entries itself (github-restore.ts), does not spend ~0.1 s of startup compiling it.
+const actionsCache = () => import('@actions/cache');
 import { TransientError } from '../errors.js';
 
 interface Watched<T> {
@@ -138,7 +140,9 @@ export async function restoreEntry(
   key: string,
   restoreKeys: string[],
 ): Promise<RestoreOutcome> {
-  const { value, printed } = await watched(workspace, () => cache.restoreCache([entryDir], key, restoreKeys));
+  const { value, printed } = await watched(workspace, async () =>
+    (await actionsCache()).restoreCache([entryDir], key, restoreKeys),
+  );
   if (value !== undefined) return { key: value, bytes: archiveBytes(printed) ?? 0 };
   const failed = printed.map(unescapeCommand).find((l) => /^::(warning|error)[^:]*::Failed to restore:/.test(l));
   return { key: undefined, bytes: 0, failure: failed?.replace(/^::[a-z]+[^:]*::Failed to restore: /, '') };
@@ -183,7 +187,7 @@ export function saveFailure(printed: readonly string[]): Omit<SaveOutcome, 'entr
 
 /** saveCache of `entryDir` (relative to `workspace`) under `key`. */
 export async function saveEntry(workspace: string, entryDir: string, key: string): Promise<SaveOutcome> {
-  const { value, printed } = await watched(workspace, () => cache.saveCache([entryDir], key));
+  const { value, printed } = await watched(workspace, async () => (await actionsCache()).saveCache([entryDir], key));
   if (value !== -1) return { entryId: value, bytes: archiveBytes(printed), reason: '', writeDenied: false };
   return { entryId: -1, ...saveFailure(printed) };
 }

@@ -1,8 +1,9 @@
 /**
  * Reading a GitHub cache entry as a stream: the download URL from the cache service (v2, the twirp call
  * @actions/cache makes), then one HTTP GET whose body goes through the decompressor straight to the caller, chunk by
- * chunk. No archive file, no extraction directory: the caller (restore-stream.ts) writes the NARs into the store as
- * they arrive, while the next bytes download.
+ * chunk (with curl and zstd at hand, curl-fetch.ts does the GET, and node only sees the decompressed bytes). No
+ * archive file, no extraction directory: the caller (restore-stream.ts) writes the NARs into the store as they
+ * arrive, while the next bytes download.
  *
  * Compatibility with entries that @actions/cache saved rests on two things this file mirrors: the entry "version"
  * (sha256 of the path strings, the compression method and the library's salt: a different version is a miss), and the
@@ -32,11 +33,11 @@ export function cacheVersion(paths: readonly string[], compression: Compression)
     .digest('hex');
 }
 
-/** The `zstd` executable on PATH, if any: @actions/cache compresses with zstd exactly when there is one. */
-export function findZstd(pathVar: string | undefined): string | undefined {
+/** The executable `name` on PATH (absolute directories only), if any. */
+export function findOnPath(name: string, pathVar: string | undefined): string | undefined {
   for (const dir of (pathVar ?? '').split(':')) {
     if (!path.isAbsolute(dir)) continue;
-    const file = path.join(dir, 'zstd');
+    const file = path.join(dir, name);
     try {
       accessSync(file, constants.X_OK);
       return file;
@@ -46,6 +47,9 @@ export function findZstd(pathVar: string | undefined): string | undefined {
   }
   return undefined;
 }
+
+/** The `zstd` executable on PATH, if any: @actions/cache compresses with zstd exactly when there is one. */
+export const findZstd = (pathVar: string | undefined) => findOnPath('zstd', pathVar);
 
 /**
  * Whether restores may bypass @actions/cache's download-then-extract: only against the v2 service (not GHES, which
@@ -148,11 +152,12 @@ export async function lookupEntry(
 }
 
 /**
- * GETs `url` and yields its body; a connection that breaks is resumed from where it stopped (Range), up to 4 times.
- * The total is checked against Content-Length, so a short body is an error, not a truncated entry.
+ * GETs `url` and yields its body from byte `from` on; a connection that breaks is resumed from where it stopped
+ * (Range), up to 4 times. The total is checked against Content-Length, so a short body is an error, not a truncated
+ * entry.
  */
-export async function* download(url: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  let offset = 0;
+export async function* download(url: string, signal?: AbortSignal, from = 0): AsyncGenerator<Buffer> {
+  let offset = from;
   let total: number | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -209,7 +214,7 @@ const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 export async function decompressTo(
   input: AsyncIterable<Buffer>,
   zstd: string | undefined,
-  consume: (chunk: Buffer) => void,
+  consume: (chunk: Buffer) => void | Promise<void>,
   signal?: AbortSignal,
 ): Promise<number> {
   const it = input[Symbol.asyncIterator]();
@@ -254,7 +259,8 @@ export async function decompressTo(
     for await (const chunk of source) {
       if (stop) continue;
       try {
-        consume(chunk as Buffer);
+        const wait = consume(chunk as Buffer);
+        if (wait) await wait; // the consumer asked to wait before reading on
       } catch (e) {
         consumeError = e;
         throw e;

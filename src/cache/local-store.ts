@@ -61,6 +61,7 @@ export function localStoreFor(
 }
 
 const SLASH = Buffer.from('/');
+let processUmask: number | undefined;
 
 /** Removes a tree we may have made read-only (Nix's 0555 directories), as the store's owner. */
 export function removeTree(p: string): void {
@@ -85,9 +86,12 @@ export function removeTree(p: string): void {
 export class StoreSink implements NarSink {
   private open: number | undefined;
   private readonly root: Buffer;
+  /** Whether open() already gives files their exact mode; if the umask masks some of it, fchmod sets it. */
+  private readonly exactModes: boolean;
 
-  constructor(target: string) {
+  constructor(target: string, umask = (processUmask ??= process.umask())) {
     this.root = Buffer.from(target);
+    this.exactModes = (umask & 0o555) === 0;
   }
 
   private at(rel: readonly Buffer[]): Buffer {
@@ -117,7 +121,7 @@ export class StoreSink implements NarSink {
         for (let at = 0; at < piece.length;) at += writeSync(fd, piece, at, piece.length - at);
       },
       done: () => {
-        fchmodSync(fd, mode); // whatever the umask
+        if (!this.exactModes) fchmodSync(fd, mode);
         futimesSync(fd, 1, 1);
         this.open = undefined;
         closeSync(fd);

@@ -8,7 +8,6 @@
  * its last use, so age by last use keeps live chains whole. The entries this run restored or created are never
  * deleted. Needs `permissions: actions: write`; without it the API answers 403 and purge is a warning.
  */
-import { Octokit } from '@octokit/rest';
 import { InputError } from '../errors.js';
 import type { Platform } from '../platform/types.js';
 
@@ -66,6 +65,8 @@ export const MAX_DELETIONS = 100;
 export async function purgeCaches(p: Platform, opts: PurgeOptions): Promise<PurgeResult> {
   const [owner, repo] = opts.repository.split('/');
   if (!owner || !repo) throw new Error(`GITHUB_REPOSITORY is '${opts.repository}', not owner/name.`);
+  // Loaded only when purging: most jobs never do, and it is a sizeable part of the bundle.
+  const { Octokit } = await import('@octokit/rest');
   const octokit = new Octokit({
     auth: opts.token,
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
