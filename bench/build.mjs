@@ -18,10 +18,11 @@ const SYSTEM = 'x86_64-linux';
 const TRIVIAL = 200;
 const SLOW = 10;
 
+// BENCH_BUILD_NIX=2.8 (or 2.34) runs one version only.
 const VERSIONS = [
   { name: '2.8', bin: '/usr/bin' },
   { name: '2.34', bin: join(b.CACHE, 'nix-2.34.8', 'bin') },
-];
+].filter((v) => !process.env.BENCH_BUILD_NIX || v.name === process.env.BENCH_BUILD_NIX);
 
 function flakeText(nonce) {
   const checks = [];

@@ -42102,8 +42102,12 @@ async function pool_mapLimit(items, limit, fn) {
 
 
 
-/** Attributes per evaluator process at most. */
-const MAX_BATCH = 64;
+/**
+ * Attributes per evaluator process at most. Attributes of one flake share most of their evaluation (nixpkgs, the
+ * module system), so a batch costs far less memory than its attributes evaluated apart; the cap keeps a batch of
+ * heavy attributes (NixOS systems and tests) within a few GB.
+ */
+const MAX_BATCH = 128;
 /** The --apply function for a batch of attributes under one root: index -> DrvInfo fields, or null when it threw. */
 function batchExpression(items) {
     const lines = [
@@ -42141,13 +42145,16 @@ function planBatches(items, workers, max = MAX_BATCH) {
     }
     return batches;
 }
-/** One batch process; on an uncatchable failure, bisects. Results go into `out`. */
-async function evaluateBatch(nix, batch, opts, out) {
+/**
+ * One batch process; on an uncatchable failure, bisects. Results go into `out`; what needs a process of its own
+ * (it threw, or it is what is left of a bisection) goes into `alone`.
+ */
+async function evaluateBatch(nix, batch, opts, out, alone) {
     const first = batch[0];
     if (!first)
         return;
     if (batch.length === 1) {
-        out.set(first, await evaluateAttr(nix, first, opts));
+        alone.push(first);
         return;
     }
     const started = Date.now();
@@ -42167,13 +42174,12 @@ async function evaluateBatch(nix, batch, opts, out) {
     }
     if (!values) {
         const half = Math.ceil(batch.length / 2);
-        await evaluateBatch(nix, batch.slice(0, half), opts, out);
-        await evaluateBatch(nix, batch.slice(half), opts, out);
+        await evaluateBatch(nix, batch.slice(0, half), opts, out, alone);
+        await evaluateBatch(nix, batch.slice(half), opts, out, alone);
         return;
     }
     // Each attribute's share of the batch's time: what evaluating it cost, near enough for reports.
     const share = (Date.now() - started) / 1000 / batch.length;
-    const retry = [];
     batch.forEach((item, i) => {
         const v = values[`a${i}`];
         let drv;
@@ -42186,16 +42192,21 @@ async function evaluateBatch(nix, batch, opts, out) {
         if (drv)
             out.set(item, { ...item, system: drv.system || item.system, ok: true, drv, evalSeconds: share });
         else
-            retry.push(item);
+            alone.push(item);
     });
-    // What threw is evaluated alone: its own process reports the message and position.
-    for (const item of retry)
-        out.set(item, await evaluateAttr(nix, item, opts));
 }
 async function evaluateBatched(nix, items, opts) {
     const workers = Math.max(1, opts.workers ?? 2);
     const out = new Map();
-    await pool_mapLimit(planBatches(items, workers), workers, (batch) => evaluateBatch(nix, batch, opts, out));
+    const alone = [];
+    await pool_mapLimit(planBatches(items, workers), workers, (batch) => evaluateBatch(nix, batch, opts, out, alone));
+    if (alone.length > 0) {
+        // What threw is evaluated alone: its own process reports the message and position.
+        const sourcePath = opts.sourcePath ?? (await opts.resolveSourcePath?.());
+        const single = { ...opts, ...(sourcePath ? { sourcePath } : {}) };
+        const done = await pool_mapLimit(alone, workers, (item) => evaluateAttr(nix, item, single));
+        alone.forEach((item, i) => out.set(item, done[i]));
+    }
     return items.map((item) => {
         const r = out.get(item);
         if (!r)
@@ -42961,24 +42972,23 @@ async function evaluateSelection(platform, nix, opts = {}) {
     const cwd = opts.cwd;
     const config = await readNixConfig(nix, cwd);
     const systems = opts.systems?.length ? [...opts.systems] : [config.system];
-    // Metadata first: it locks the flake once, before parallel evaluations could race to write flake.lock.
-    const sourcePath = await flakeSourcePath(nix, flake, cwd);
+    // Selection is one process and runs first, so it is what locks the flake (writing flake.lock if needed) before
+    // parallel evaluations could race to. The source path (`nix flake metadata`) is asked for only when needed.
+    let source;
+    const resolveSourcePath = () => (source ??= flakeSourcePath(nix, flake, cwd));
     const selected = await platform.group('Selecting attributes', () => selectAttributes(nix, { flake, mode: opts.mode ?? 'checks', patterns: opts.attributes, systems, cwd }));
     platform.log('info', `Selected ${selected.length} attribute(s) of ${flake} for ${systems.join(', ')}.`);
     const workers = opts.evalWorkers ?? defaultEvalWorkers();
-    const evaluated = await platform.group(`Evaluating ${selected.length} attribute(s), ${workers} at a time`, () => evaluateBatched(nix, selected, { flake, workers, cwd, sourcePath }));
+    const evaluated = await platform.group(`Evaluating ${selected.length} attribute(s), ${workers} at a time`, () => evaluateBatched(nix, selected, { flake, workers, cwd, resolveSourcePath }));
     for (const e of evaluated) {
         if (!e.ok)
             platform.log('info', `evaluation error in ${e.attr}: ${e.error.summary}`);
     }
-    const out = { evaluated, systems, config };
-    if (sourcePath)
-        out.sourcePath = sourcePath;
-    return out;
+    return { evaluated, systems, config, resolveSourcePath };
 }
 async function runBuild(platform, nix, opts = {}) {
     const cwd = opts.cwd;
-    const { evaluated, systems, config, sourcePath } = await evaluateSelection(platform, nix, opts);
+    const { evaluated, systems, config, resolveSourcePath } = await evaluateSelection(platform, nix, opts);
     const targets = [];
     for (const e of evaluated)
         if (e.ok)
@@ -42987,7 +42997,7 @@ async function runBuild(platform, nix, opts = {}) {
     if (opts.skipCached && targets.length > 0) {
         const substituters = opts.substituters
             ? [...opts.substituters]
-            : await defaultSubstituters(nix, config, opts, sourcePath);
+            : await defaultSubstituters(nix, config, opts, resolveSourcePath);
         cached = await platform.group('Looking for cached outputs', () => findCached(nix, targets, substituters));
         platform.log('info', `${cached.size} attribute(s) cached, ${targets.length - cached.size} to build.`);
     }
@@ -43011,18 +43021,15 @@ async function runBuild(platform, nix, opts = {}) {
     const counts = countResults(results);
     platform.log('info', `built ${counts.built}, cached ${counts.cached}, failed ${counts.failed}, evaluation errors ${counts.evalErrors}` +
         (counts.flaky ? ` (${counts.flaky} flaky)` : ''));
-    const out = { results, counts, systems, nixVersion: formatVersion(nix.version) };
-    if (sourcePath)
-        out.sourcePath = sourcePath;
-    return out;
+    return { results, counts, systems, nixVersion: formatVersion(nix.version) };
 }
 /** Nix's substituters, plus the flake's own when Nix accepts flake configuration (as the build itself would). */
-async function defaultSubstituters(nix, config, opts, sourcePath) {
+async function defaultSubstituters(nix, config, opts, resolveSourcePath) {
     if (!config.acceptFlakeConfig)
         return config.substituters;
     const flake = opts.flake ?? '.';
     const local = /^(?:path:)?([./].*)$/.exec(flake)?.[1];
-    const dir = local !== undefined ? external_node_path_namespaceObject.resolve(opts.cwd ?? process.cwd(), local) : sourcePath;
+    const dir = local !== undefined ? external_node_path_namespaceObject.resolve(opts.cwd ?? process.cwd(), local) : await resolveSourcePath();
     if (dir === undefined)
         return config.substituters;
     const extra = await flakeSubstituters(nix, external_node_path_namespaceObject.join(dir, 'flake.nix'), opts.cwd);

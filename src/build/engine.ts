@@ -70,15 +70,14 @@ export interface BuildEngineResult {
   counts: Counts;
   systems: string[];
   nixVersion: string;
-  /** The flake's source store path, when Nix reported it. */
-  sourcePath?: string;
 }
 
 export interface EvaluatedSelection {
   evaluated: EvalOutcome[];
   systems: string[];
   config: NixConfigInfo;
-  sourcePath?: string;
+  /** The flake's source store path (one `nix flake metadata`, run once and only if asked). */
+  resolveSourcePath: () => Promise<string | undefined>;
 }
 
 /** Select and evaluate, without building: what the build needs first, and all that matrix planning needs. */
@@ -92,8 +91,10 @@ export async function evaluateSelection(
   const config = await readNixConfig(nix, cwd);
   const systems = opts.systems?.length ? [...opts.systems] : [config.system];
 
-  // Metadata first: it locks the flake once, before parallel evaluations could race to write flake.lock.
-  const sourcePath = await flakeSourcePath(nix, flake, cwd);
+  // Selection is one process and runs first, so it is what locks the flake (writing flake.lock if needed) before
+  // parallel evaluations could race to. The source path (`nix flake metadata`) is asked for only when needed.
+  let source: Promise<string | undefined> | undefined;
+  const resolveSourcePath = () => (source ??= flakeSourcePath(nix, flake, cwd));
   const selected = await platform.group('Selecting attributes', () =>
     selectAttributes(nix, { flake, mode: opts.mode ?? 'checks', patterns: opts.attributes, systems, cwd }),
   );
@@ -101,14 +102,12 @@ export async function evaluateSelection(
 
   const workers = opts.evalWorkers ?? defaultEvalWorkers();
   const evaluated = await platform.group(`Evaluating ${selected.length} attribute(s), ${workers} at a time`, () =>
-    evaluateBatched(nix, selected, { flake, workers, cwd, sourcePath }),
+    evaluateBatched(nix, selected, { flake, workers, cwd, resolveSourcePath }),
   );
   for (const e of evaluated) {
     if (!e.ok) platform.log('info', `evaluation error in ${e.attr}: ${e.error.summary}`);
   }
-  const out: EvaluatedSelection = { evaluated, systems, config };
-  if (sourcePath) out.sourcePath = sourcePath;
-  return out;
+  return { evaluated, systems, config, resolveSourcePath };
 }
 
 export async function runBuild(
@@ -117,7 +116,7 @@ export async function runBuild(
   opts: BuildEngineOptions = {},
 ): Promise<BuildEngineResult> {
   const cwd = opts.cwd;
-  const { evaluated, systems, config, sourcePath } = await evaluateSelection(platform, nix, opts);
+  const { evaluated, systems, config, resolveSourcePath } = await evaluateSelection(platform, nix, opts);
 
   const targets: PreparedTarget[] = [];
   for (const e of evaluated)
@@ -127,7 +126,7 @@ export async function runBuild(
   if (opts.skipCached && targets.length > 0) {
     const substituters = opts.substituters
       ? [...opts.substituters]
-      : await defaultSubstituters(nix, config, opts, sourcePath);
+      : await defaultSubstituters(nix, config, opts, resolveSourcePath);
     cached = await platform.group('Looking for cached outputs', () => findCached(nix, targets, substituters));
     platform.log('info', `${cached.size} attribute(s) cached, ${targets.length - cached.size} to build.`);
   }
@@ -158,9 +157,7 @@ export async function runBuild(
     `built ${counts.built}, cached ${counts.cached}, failed ${counts.failed}, evaluation errors ${counts.evalErrors}` +
       (counts.flaky ? ` (${counts.flaky} flaky)` : ''),
   );
-  const out: BuildEngineResult = { results, counts, systems, nixVersion: formatVersion(nix.version) };
-  if (sourcePath) out.sourcePath = sourcePath;
-  return out;
+  return { results, counts, systems, nixVersion: formatVersion(nix.version) };
 }
 
 /** Nix's substituters, plus the flake's own when Nix accepts flake configuration (as the build itself would). */
@@ -168,12 +165,12 @@ async function defaultSubstituters(
   nix: NixCommand,
   config: NixConfigInfo,
   opts: BuildEngineOptions,
-  sourcePath: string | undefined,
+  resolveSourcePath: () => Promise<string | undefined>,
 ): Promise<string[]> {
   if (!config.acceptFlakeConfig) return config.substituters;
   const flake = opts.flake ?? '.';
   const local = /^(?:path:)?([./].*)$/.exec(flake)?.[1];
-  const dir = local !== undefined ? path.resolve(opts.cwd ?? process.cwd(), local) : sourcePath;
+  const dir = local !== undefined ? path.resolve(opts.cwd ?? process.cwd(), local) : await resolveSourcePath();
   if (dir === undefined) return config.substituters;
   const extra = await flakeSubstituters(nix, path.join(dir, 'flake.nix'), opts.cwd);
   return [...new Set([...config.substituters, ...extra])];

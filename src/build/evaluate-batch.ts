@@ -18,8 +18,12 @@ import { evaluateAttr, parseDrvInfo } from './evaluate.js';
 import { mapLimit } from './pool.js';
 import type { SelectedAttr } from './select.js';
 
-/** Attributes per evaluator process at most. */
-export const MAX_BATCH = 64;
+/**
+ * Attributes per evaluator process at most. Attributes of one flake share most of their evaluation (nixpkgs, the
+ * module system), so a batch costs far less memory than its attributes evaluated apart; the cap keeps a batch of
+ * heavy attributes (NixOS systems and tests) within a few GB.
+ */
+export const MAX_BATCH = 128;
 
 /** The --apply function for a batch of attributes under one root: index -> DrvInfo fields, or null when it threw. */
 export function batchExpression(items: readonly SelectedAttr[]): string {
@@ -63,17 +67,21 @@ export function planBatches(items: readonly SelectedAttr[], workers: number, max
 
 type Partial = Map<SelectedAttr, EvalOutcome>;
 
-/** One batch process; on an uncatchable failure, bisects. Results go into `out`. */
+/**
+ * One batch process; on an uncatchable failure, bisects. Results go into `out`; what needs a process of its own
+ * (it threw, or it is what is left of a bisection) goes into `alone`.
+ */
 async function evaluateBatch(
   nix: NixCommand,
   batch: readonly SelectedAttr[],
   opts: EvaluateOptions,
   out: Partial,
+  alone: SelectedAttr[],
 ): Promise<void> {
   const first = batch[0];
   if (!first) return;
   if (batch.length === 1) {
-    out.set(first, await evaluateAttr(nix, first, opts));
+    alone.push(first);
     return;
   }
   const started = Date.now();
@@ -92,13 +100,12 @@ async function evaluateBatch(
   }
   if (!values) {
     const half = Math.ceil(batch.length / 2);
-    await evaluateBatch(nix, batch.slice(0, half), opts, out);
-    await evaluateBatch(nix, batch.slice(half), opts, out);
+    await evaluateBatch(nix, batch.slice(0, half), opts, out, alone);
+    await evaluateBatch(nix, batch.slice(half), opts, out, alone);
     return;
   }
   // Each attribute's share of the batch's time: what evaluating it cost, near enough for reports.
   const share = (Date.now() - started) / 1000 / batch.length;
-  const retry: SelectedAttr[] = [];
   batch.forEach((item, i) => {
     const v = values[`a${i}`];
     let drv: DrvInfo | undefined;
@@ -108,20 +115,34 @@ async function evaluateBatch(
       drv = undefined;
     }
     if (drv) out.set(item, { ...item, system: drv.system || item.system, ok: true, drv, evalSeconds: share });
-    else retry.push(item);
+    else alone.push(item);
   });
-  // What threw is evaluated alone: its own process reports the message and position.
-  for (const item of retry) out.set(item, await evaluateAttr(nix, item, opts));
+}
+
+export interface BatchedOptions extends EvaluateOptions {
+  /**
+   * The flake's source store path, asked for only when an attribute failed to evaluate (error positions are given
+   * relative to it): `nix flake metadata` costs a flake fetch, which a run without errors does not need.
+   */
+  resolveSourcePath?: () => Promise<string | undefined>;
 }
 
 export async function evaluateBatched(
   nix: NixCommand,
   items: readonly SelectedAttr[],
-  opts: EvaluateOptions,
+  opts: BatchedOptions,
 ): Promise<EvalOutcome[]> {
   const workers = Math.max(1, opts.workers ?? 2);
   const out: Partial = new Map();
-  await mapLimit(planBatches(items, workers), workers, (batch) => evaluateBatch(nix, batch, opts, out));
+  const alone: SelectedAttr[] = [];
+  await mapLimit(planBatches(items, workers), workers, (batch) => evaluateBatch(nix, batch, opts, out, alone));
+  if (alone.length > 0) {
+    // What threw is evaluated alone: its own process reports the message and position.
+    const sourcePath = opts.sourcePath ?? (await opts.resolveSourcePath?.());
+    const single: EvaluateOptions = { ...opts, ...(sourcePath ? { sourcePath } : {}) };
+    const done = await mapLimit(alone, workers, (item) => evaluateAttr(nix, item, single));
+    alone.forEach((item, i) => out.set(item, done[i] as EvalOutcome));
+  }
   return items.map((item) => {
     const r = out.get(item);
     if (!r) throw new Error(`internal: no evaluation result for ${item.attr}`);
