@@ -5,8 +5,10 @@
 //   /var/lib/containers/cache (a tmpfs there, in a private mount namespace, plus a fresh HOME);
 // - peak RSS pushing a 2 GB image (goal: <= 200 MiB), with skopeo's time and RSS alongside.
 // Ours is the step's wall time as the harness records it (node start to exit), skopeo's the command's; both runs of
-// a pair see the same machine, interleaved. Run alone with `npm run bench -- oci-push` (BENCH_REPS, default 3).
-import { mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+// a pair see the same machine, interleaved. Each side's CPU time (user + system, from /usr/bin/time) is printed too:
+// on a shared machine the wall times move with other load, the CPU times much less, and the push is CPU-bound on
+// small runners. Run alone with `npm run bench -- oci-push` (BENCH_REPS, default 3).
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runStep } from '../test/harness/runner-core.mjs';
 import { startRegistry } from '../test/support/registry.mjs';
@@ -15,6 +17,14 @@ import { generateArchive } from './lib/oci-image.mjs';
 
 const REPS = Number(process.env.BENCH_REPS) || 3;
 const MiB = 1 << 20;
+
+/** User + system seconds of the first record in a `/usr/bin/time -v` file. */
+function cpuSeconds(timeFile) {
+  if (!existsSync(timeFile)) return NaN;
+  const text = readFileSync(timeFile, 'utf8');
+  const field = (name) => Number(new RegExp(`${name} time \\(seconds\\): ([\\d.]+)`).exec(text)?.[1]);
+  return field('User') + field('System');
+}
 
 b.requireCommand(b.TIME, 'time');
 b.requireCommand('/usr/bin/skopeo', 'skopeo');
@@ -41,7 +51,7 @@ try {
     });
     if (!r.ok) throw new Error(`oci-push failed:\n${r.log}`);
     const totals = JSON.parse(r.outputs.metadata).repositories[0].images[0].totals;
-    return { ms: r.durationMs, rss: b.peakRss(timeFile)[0], totals };
+    return { ms: r.durationMs, cpu: cpuSeconds(timeFile), rss: b.peakRss(timeFile)[0], totals };
   };
 
   const skopeo = async (image, registry, tag) => {
@@ -59,7 +69,7 @@ try {
       `skopeo copy -q --dest-tls-verify=false docker-archive:${b.shellQuote(image)} ${b.shellQuote(dest)}`,
       timeFile,
     );
-    return { ms, rss: b.peakRss(timeFile)[0] };
+    return { ms, cpu: cpuSeconds(timeFile), rss: b.peakRss(timeFile)[0] };
   };
 
   const withRegistry = async (fn) => {
@@ -99,10 +109,10 @@ try {
     const oursMs = b.median(runs.ours.map((x) => x.ms));
     const baseMs = b.median(runs.base.map((x) => x.ms));
     const mem = `peak RSS ours ${b.mib(Math.max(...runs.ours.map((x) => x.rss)))}, skopeo ${b.mib(Math.max(...runs.base.map((x) => x.rss)))}`;
-    b.report(name, oursMs, baseMs, `median of ${REPS}; goal ratio <= ${goal}; ${mem}`);
-    console.log(
-      `  runs ours: ${runs.ours.map((x) => b.secs(x.ms)).join(' ')} s; skopeo: ${runs.base.map((x) => b.secs(x.ms)).join(' ')} s`,
-    );
+    const cpu = `CPU ours ${b.median(runs.ours.map((x) => x.cpu)).toFixed(2)} s, skopeo ${b.median(runs.base.map((x) => x.cpu)).toFixed(2)} s`;
+    b.report(name, oursMs, baseMs, `median of ${REPS}; goal ratio <= ${goal}; ${cpu}; ${mem}`);
+    const each = (xs) => xs.map((x) => `${b.secs(x.ms)}/${x.cpu.toFixed(2)}`).join(' ');
+    console.log(`  runs (wall/CPU s) ours: ${each(runs.ours)}; skopeo: ${each(runs.base)}`);
   };
   line('oci-push-first', first, 0.8);
   line('oci-push-repush', again, 0.2);
@@ -117,7 +127,8 @@ try {
     'oci-push-2g',
     o.ms,
     s.ms,
-    `${(bigGen.size / MiB).toFixed(0)} MiB image, one run; peak RSS ours ${b.mib(o.rss)} (goal <= 200 MiB), skopeo ${b.mib(s.rss)}`,
+    `${(bigGen.size / MiB).toFixed(0)} MiB image, one run; CPU ours ${o.cpu.toFixed(1)} s, skopeo ${s.cpu.toFixed(1)} s; ` +
+      `peak RSS ours ${b.mib(o.rss)} (goal <= 200 MiB), skopeo ${b.mib(s.rss)}`,
   );
 } finally {
   rmSync(scratch, { recursive: true, force: true });

@@ -6,17 +6,18 @@
  *
  * Up to `concurrency` layers are in flight. A docker-archive (file or script output) is one tar stream, so the next
  * layer can only be reached once this one has been read to its end; its upload's tail, the PUT and the mounts still
- * overlap the next layer's reading. Layers of nix2container and OCI layouts are independent and run side by side.
+ * overlap the next layer's reading. An archive file's plain layers are read by position instead, so the next one is
+ * reached at once. Layers of nix2container and OCI layouts are independent and run side by side.
  */
 import { InputError } from '../errors.js';
 import { mediaTypeFor, type CompressionPool } from '../oci/compress.js';
-import { Semaphore } from '../oci/compress-pool.js';
 import { verifyDiffId } from '../oci/image/detect.js';
 import { LayerRereadNeeded } from '../oci/registry/upload.js';
 import { MEDIA, type Digest, type ImageConfig, type ImageSource, type SourceLayer } from '../oci/types.js';
 import type { Platform } from '../platform/types.js';
 import type { PushInputs } from './inputs.js';
 import type { KnownLayers } from './known-layers.js';
+import { LayerSlots } from './layer-slots.js';
 import type { BlobPlacer, Placements } from './placer.js';
 import { compressLayer } from '../oci/compress.js';
 
@@ -45,6 +46,8 @@ export interface LayerContext {
   known: KnownLayers;
   pool: CompressionPool;
   carry: Map<string, Carried>;
+  /** Told the image config as soon as the source has it, while the last layers may still be uploading. */
+  onConfig?: (config: ImageConfig) => void;
 }
 
 const carryKey = (l: SourceLayer) => `${l.index}:${l.name}`;
@@ -75,12 +78,19 @@ interface Candidate {
   seenIn: Iterable<string>;
 }
 
+/** `read`: the source may go on to the next layer. `compressed`: this one needs no more CPU (layer-slots.ts). */
+interface Progress {
+  read(): void;
+  compressed(): void;
+}
+
 async function handleLayer(
   ctx: LayerContext,
   l: SourceLayer,
-  readDone: () => void,
+  progress: Progress,
   sequential: boolean,
 ): Promise<LayerDone> {
+  const readDone = progress.read;
   const { inputs, placer } = ctx;
   const started = Date.now();
   const chosen = mediaTypeFor(inputs.compression, inputs.manifestFormat);
@@ -115,16 +125,17 @@ async function handleLayer(
   }
 
   if (l.blob) {
+    progress.compressed(); // sent as it is
     // The blob's own digest is the first candidate: send it only where it is missing.
     const own = firstMissing?.candidate.digest === l.digest ? firstMissing : undefined;
     const targets = own?.missing ?? placer.targets;
-    let up = await placer.upload(targets, tracked(l.blob.open(), readDone), started, l.digest);
+    let up = await placer.upload(targets, tracked(l.blob.open(), readDone), started, { expected: l.digest });
     const placed = new Map([...(own?.placed ?? []), ...up.placed]);
     // A refused mount: a blob file can simply be read again, for those repositories alone; a tar entry cannot.
     if (up.unmounted.length > 0 && sequential)
       throw new LayerRereadNeeded(`${l.name} could not be mounted into ${up.unmounted.map((r) => r.key).join(', ')}`);
     if (up.unmounted.length > 0) {
-      up = await placer.upload(up.unmounted, l.blob.open(), started, l.digest);
+      up = await placer.upload(up.unmounted, l.blob.open(), started, { expected: l.digest });
       for (const [k, v] of up.placed) placed.set(k, v);
     }
     return { layer: l, diffId: l.diffId, digest: up.digest, size: up.size, mediaType: ownType as string, placed };
@@ -133,12 +144,18 @@ async function handleLayer(
 
   // Our compression is deterministic, so a layer from an earlier pass needs sending only where it is missing.
   const again = carried && firstMissing?.candidate.digest === carried.digest ? firstMissing : undefined;
-  const layer = compressLayer(tracked(l.raw, readDone), {
+  // A layer readable by position does not hold up the tar stream: the next layer can be reached at once.
+  if (l.range) readDone();
+  const layer = compressLayer(l.range ?? tracked(l.raw, readDone), {
     compression: inputs.compression,
     level: inputs.compression === 'none' ? undefined : inputs.compressionLevel,
     pool: ctx.pool,
   });
-  const up = await placer.upload(again?.missing ?? placer.targets, layer.chunks, started);
+  void layer.compressed.then(progress.compressed);
+  // The compressor hashes what it yields: that is the blob digest, not computed a second time by the uploads.
+  const up = await placer.upload(again?.missing ?? placer.targets, layer.chunks, started, {
+    source: async () => (await layer.result).digest,
+  });
   const result = await layer.result;
   // Before any manifest or tag: a layer that is not what the source promised must stop the push here.
   verifyDiffId(l, result.diffId);
@@ -166,10 +183,12 @@ export async function pushLayers(ctx: LayerContext, src: ImageSource, label: str
   const done: LayerDone[] = [];
   const sameAs: SourceLayer[] = [];
   const sequential = src.format === 'docker-archive' || src.format === 'docker-archive-stream';
-  // One tar stream: one layer reads while the previous one finishes its upload. More in flight would add no speed,
-  // only memory (each holds its compression blocks and upload chunks): 2 instead of 4 took ~15 MiB off the peak RSS
-  // of a 2 GB push.
-  const slots = new Semaphore(sequential ? Math.min(2, ctx.inputs.concurrency) : ctx.inputs.concurrency);
+  // One tar stream: one layer reads while the previous one finishes its upload. More reading at once would add no
+  // speed, only memory (each holds its compression blocks and upload chunks): 2 instead of 4 took ~15 MiB off the
+  // peak RSS of a 2 GB push. The rest of `concurrency` goes to layers past their compression (layer-slots.ts).
+  const c = ctx.inputs.concurrency;
+  const work = sequential ? Math.min(2, c) : Math.ceil(c / 2);
+  const slots = new LayerSlots(work, c - work);
   const tasks: Promise<void>[] = [];
   let failure: { error: unknown } | undefined;
   const it = src.layers()[Symbol.asyncIterator]();
@@ -182,10 +201,10 @@ export async function pushLayers(ctx: LayerContext, src: ImageSource, label: str
       sameAs.push(l);
       continue;
     }
-    await slots.acquire();
+    const slot = await slots.enter();
     let readDone!: () => void;
     const read = new Promise<void>((r) => (readDone = r));
-    const task = handleLayer(ctx, l, readDone, sequential)
+    const task = handleLayer(ctx, l, { read: readDone, compressed: slot.compressed }, sequential)
       .then(
         (d) => {
           done[l.index] = d;
@@ -195,14 +214,20 @@ export async function pushLayers(ctx: LayerContext, src: ImageSource, label: str
       )
       .finally(() => {
         readDone();
-        slots.release();
+        slot.leave();
       });
     tasks.push(task);
     if (sequential) await read;
   }
+  // Every layer has been reached (the last ones may still be uploading): the config can be read, and sent, meanwhile.
+  const finishing = failure ? undefined : src.finish();
+  finishing?.then(
+    (f) => void ctx.onConfig?.(f.config),
+    () => undefined,
+  );
   await Promise.all(tasks);
   if (failure) throw failure.error;
-  const { config, order } = await src.finish();
+  const { config, order } = await (finishing as NonNullable<typeof finishing>);
   for (const l of sameAs) {
     const held = done[l.sameAs as number];
     if (!held) throw new Error(`${l.name} refers to layer ${l.sameAs}, which was not pushed`);

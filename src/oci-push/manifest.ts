@@ -51,13 +51,16 @@ export interface ConfigUpload {
 export async function uploadConfig(placer: BlobPlacer, raw: Buffer): Promise<ConfigUpload> {
   const digest = sha256(raw);
   let uploaded = false;
-  await Promise.all(
+  // Settled everywhere before a failure is reported: no upload is left running behind the error.
+  const results = await Promise.allSettled(
     placer.targets.map(async (r) => {
       if ((await placer.has(r, digest)) !== undefined) return;
       await r.client.uploadBlob(r.repository, [raw], { expectedDigest: digest });
       uploaded = true;
     }),
   );
+  const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
   return { digest, size: raw.length, action: uploaded ? 'uploaded' : 'skipped' };
 }
 

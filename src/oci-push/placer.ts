@@ -30,9 +30,9 @@ export interface Placed {
 const repoName = (key: string, registry: string) => key.slice(registry.length + 1);
 
 /**
- * Bytes per PATCH. The client holds two chunks per upload (one sent, one filling) plus a copy while it assembles one,
- * so this sets most of a push's memory: 4 MiB instead of the client's 8 MiB default took ~10 MiB off the peak RSS of
- * a 2 GB push. The cost is one round trip per 4 MiB per upload, which parallel layer uploads hide.
+ * Bytes per PATCH. The client holds two chunks per upload (one sent, one filling; the compressor's own buffers, not
+ * copies), so this sets much of a push's memory: 4 MiB instead of the client's 8 MiB default took ~10 MiB off the peak
+ * RSS of a 2 GB push. The cost is one round trip per 4 MiB per upload, which parallel layer uploads hide.
  */
 const UPLOAD_CHUNK = 4 << 20;
 
@@ -106,13 +106,14 @@ export class BlobPlacer {
 
   /**
    * Sends a stream to `repos` (see the module comment). `unmounted` lists repositories a mount failed for; they
-   * need the bytes again, which only the caller can produce.
+   * need the bytes again, which only the caller can produce. `sourceDigest`: the producer's digest of the stream,
+   * so the uploads need not hash it again (upload.ts).
    */
   async upload(
     repos: Repo[],
     chunks: AsyncIterable<Buffer>,
     started: number,
-    expectedDigest?: Digest,
+    digests: { expected?: Digest; source?: () => Promise<Digest> } = {},
   ): Promise<{ digest: Digest; size: number; placed: Placements; unmounted: Repo[] }> {
     const byRegistry = new Map<string, Repo[]>();
     for (const r of repos) byRegistry.set(r.registry, [...(byRegistry.get(r.registry) ?? []), r]);
@@ -131,7 +132,11 @@ export class BlobPlacer {
         const stream = streams[i] as Branch;
         // However the upload ends, even before reading, its branch must stop holding the others back (tee.ts).
         return r.client
-          .uploadBlob(r.repository, stream, { expectedDigest, chunkSize: UPLOAD_CHUNK })
+          .uploadBlob(r.repository, stream, {
+            expectedDigest: digests.expected,
+            sourceDigest: digests.source,
+            chunkSize: UPLOAD_CHUNK,
+          })
           .finally(() => stream.cancel());
       }),
     );

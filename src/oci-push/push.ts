@@ -11,7 +11,7 @@ import { errorMessage } from '../errors.js';
 import { CompressionPool } from '../oci/compress.js';
 import { openImage } from '../oci/image/detect.js';
 import { LayerRereadNeeded } from '../oci/registry/upload.js';
-import type { Descriptor, LayerReport } from '../oci/types.js';
+import type { Descriptor, ImageConfig, LayerReport } from '../oci/types.js';
 import type { Platform } from '../platform/types.js';
 import { annotationContext, imageAnnotations } from './annotations.js';
 import type { PushInputs } from './inputs.js';
@@ -70,20 +70,43 @@ export async function pushImage(
 
   const carry = new Map<string, Carried>();
   // Shared by every layer of the push: parallel uploads must not multiply the compressions in flight.
-  const ctx: LayerContext = { p, inputs, placer, known, pool: new CompressionPool(), carry };
+  // The config blob goes up as soon as the source has it, alongside the last layers' uploads.
+  let configUpload: ReturnType<typeof uploadConfig> | undefined;
+  const sendConfig = (c: ImageConfig) => {
+    if (!configUpload) {
+      const up = uploadConfig(placer, withPlatform(c, inputs.platform).raw);
+      // Awaited after the layers; one that failed early is tried again then rather than failing the push.
+      up.catch(() => configUpload === up && (configUpload = undefined));
+      configUpload = up;
+    }
+    return configUpload;
+  };
+  const ctx: LayerContext = {
+    p,
+    inputs,
+    placer,
+    known,
+    pool: new CompressionPool(),
+    carry,
+    onConfig: (c) => void sendConfig(c),
+  };
   let pass: PassResult | undefined;
   for (let attempt = 1; !pass; attempt++) {
     try {
       pass = await p.group(attempt === 1 ? 'Layers' : `Layers, pass ${attempt}`, () => onePass(ctx, imagePath, inputs));
     } catch (e) {
-      if (!(e instanceof LayerRereadNeeded) || attempt >= MAX_PASSES) throw e;
+      if (!(e instanceof LayerRereadNeeded) || attempt >= MAX_PASSES) {
+        // Nothing is left running behind the error: the step ends when it is reported.
+        await configUpload?.catch(() => undefined);
+        throw e;
+      }
       p.log('warning', `${errorMessage(e)}; reading the image again (${carry.size} layers already pushed)`);
       await (targets[0] as Repo).client.pause(e, attempt - 1);
     }
   }
 
   const config = withPlatform(pass.config, inputs.platform);
-  const configUp = await uploadConfig(placer, config.raw);
+  const configUp = await sendConfig(pass.config);
   const layers: Descriptor[] = pass.order.map((i) => {
     const d = pass.done[i] as NonNullable<(typeof pass.done)[number]>;
     return { mediaType: d.mediaType, digest: d.digest, size: d.size };

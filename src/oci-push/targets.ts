@@ -2,9 +2,10 @@
  * Where a push goes: the tags grouped by registry and repository (each repository receives the image once, by digest,
  * then its tags), and one RegistryClient per registry with the credentials resolveCredentials picks for it. The
  * username/password inputs are sent only to the registries named in `tags`; a `cache-from` or `sources` registry
- * elsewhere gets what docker config.json or the platform defaults say, else anonymous access.
+ * elsewhere gets what docker config.json or the platform defaults say, else anonymous access. All clients draw their
+ * retries from one budget, the `retry-budget` input: it bounds the retries of the whole push, whatever the registries.
  */
-import { RegistryClient } from '../oci/registry/client.js';
+import { RegistryClient, RetryBudget } from '../oci/registry/client.js';
 import { resolveCredentials } from '../oci/registry/credentials.js';
 import type { ImageRef } from '../oci/types.js';
 import type { Platform } from '../platform/types.js';
@@ -22,6 +23,7 @@ export interface Repo {
 export class Registries {
   private readonly clients = new Map<string, RegistryClient>();
   private readonly tagRegistries: Set<string>;
+  private readonly budget: RetryBudget;
 
   constructor(
     private readonly p: Platform,
@@ -31,6 +33,10 @@ export class Registries {
     >,
   ) {
     this.tagRegistries = new Set(inputs.tags.map((t) => t.registry));
+    this.budget = new RetryBudget(
+      inputs.retryBudget,
+      `raise input 'retry-budget' (now ${inputs.retryBudget}) if the registry needs longer to recover`,
+    );
   }
 
   /** The client for a registry, created on first use. Credentials are logged by where they came from, never shown. */
@@ -61,7 +67,7 @@ export class Registries {
       timeoutMs: this.inputs.timeoutMs,
       // Parallel uploads, their HEADs and mounts, plus the manifest reads that overlap them.
       maxSockets: Math.max(8, this.inputs.concurrency * 2),
-      retry: { budget: this.inputs.retryBudget },
+      retry: { budget: this.budget },
     });
     this.clients.set(registry, client);
     return client;

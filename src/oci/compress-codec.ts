@@ -1,11 +1,14 @@
 /**
  * One-block codecs for the layer pipeline (compress.ts) and the layer media types. Each block is compressed on its
- * own into a complete gzip member or zstd frame, so blocks can be compressed concurrently and simply concatenated:
+ * own into complete gzip members (one per run of compressible or incompressible bytes: compress-entropy.ts) or one
+ * zstd frame, so blocks can be compressed concurrently and simply concatenated:
  * RFC 1952 allows several members in one gzip file (Go's gzip.Reader, which containerd uses, reads them by default)
  * and RFC 8878 allows several frames in one zstd stream.
  */
 import * as zlib from 'node:zlib';
 import { InputError } from '../errors.js';
+import { gzipMember } from './compress-deflaters.js';
+import { entropyRuns } from './compress-entropy.js';
 import { MEDIA, type Compression } from './types.js';
 
 /**
@@ -40,85 +43,83 @@ export function resolveLevel(
   return level;
 }
 
-export type BlockCodec = (block: Buffer) => Promise<Buffer>;
-
-// Byte 9 of a gzip header is the OS that wrote it, and zlib fills it from its build (3 on Unix, 19 on macOS, 10 on
-// Windows). It is not covered by any checksum; pinning it to 3 keeps a layer's digest the same on every runner OS.
-const GZIP_OS_OFFSET = 9;
-const GZIP_OS_UNIX = 3;
-
-// zlib's async API runs each step on the libuv threadpool; a larger output chunk means fewer round trips to the main
-// thread per block (16 KiB by default would be ~20 trips per MiB).
-const ZLIB_OUTPUT_CHUNK = 256 * 1024;
-
-const SAMPLE = 16 * 1024;
-const SAMPLES = 4;
-// Random bytes measure ~7.989 bits per byte in a 16 KiB sample (the estimate is biased low by ~0.011); text ~4.5,
-// machine code ~6, and compressed formats (gzip, zstd, JPEG, PNG, jar, wheel) 7.97-7.99.
-const RANDOM_ENTROPY = 7.97;
+/**
+ * Compresses one raw block into complete gzip members / one zstd frame, in order; a member may come in two pieces
+ * (compress-deflaters.ts).
+ */
+export type BlockCodec = (block: Buffer) => Promise<Buffer[]>;
 
 /**
- * Whether every one of a few samples spread over the block looks random (order-0 entropy above RANDOM_ENTROPY).
- * Already-compressed files make up much of many images, and deflate gains nothing on them while it spends as long as
- * on text: zlib -1 ran at 61 MiB/s on random bytes here against 172 MiB/s on /usr files, and level 0 (stored) at
- * 1.2 GiB/s. Such blocks are therefore stored, as the Go compressor skopeo uses also skips incompressible input. A
- * periodic random pattern would compress yet be stored; that costs size, never correctness. Only the block's bytes
- * decide, so digests stay deterministic. ~0.1 ms per 1 MiB block.
+ * Room for a whole member in one output buffer: deflateBound's conservative form (used for non-default memLevel)
+ * is n + n/128 + n/512 + 4 + 18 bytes of gzip framing; stored blocks need only 5 bytes per 64 KiB.
  */
-export function looksIncompressible(block: Buffer): boolean {
-  if (block.length < SAMPLES * SAMPLE) return false;
-  const counts = new Uint32Array(256);
-  const step = Math.floor((block.length - SAMPLE) / (SAMPLES - 1));
-  for (let s = 0; s < SAMPLES; s++) {
-    counts.fill(0);
-    const start = s * step;
-    for (let i = start; i < start + SAMPLE; i++) counts[block[i] as number]!++;
-    let entropy = 0;
-    for (const c of counts) if (c) entropy -= (c / SAMPLE) * Math.log2(c / SAMPLE);
-    if (entropy < RANDOM_ENTROPY) return false;
+const outputRoom = (n: number): number => n + (n >> 7) + (n >> 9) + 1024;
+
+/**
+ * The output buffer for the next block of a layer, sized from how well its blocks compressed so far. zlib's streams
+ * allocate their own output buffer, so this decides the memory a push allocates: room for the worst case would
+ * allocate the image's raw size again (and V8 runs a full collection per ~20 MiB of it). A guess that is too small
+ * costs one more threadpool round trip and a join; the bytes produced are the same either way.
+ */
+class OutputSizer {
+  private ratio = 1;
+  next(n: number): number {
+    return Math.min(outputRoom(n), Math.ceil(n * Math.min(1, this.ratio * 1.25)) + 16 * 1024);
   }
-  return true;
+  saw(n: number, out: number): void {
+    if (n >= 4096) this.ratio = out / n;
+  }
+}
+
+/** One complete member or frame; resolves with one buffer (joined only when the output outgrew the first). */
+function compressOnce(stream: zlib.ZstdCompress, block: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = [];
+    stream.on('data', (c: Buffer) => out.push(c));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out)));
+    stream.end(block);
+  });
 }
 
 function gzipCodec(level: number): BlockCodec {
-  const opts: zlib.ZlibOptions = { level, chunkSize: ZLIB_OUTPUT_CHUNK };
-  const stored: zlib.ZlibOptions = { level: 0, chunkSize: ZLIB_OUTPUT_CHUNK };
-  return (block) =>
-    new Promise((resolve, reject) =>
-      zlib.gzip(block, level > 0 && looksIncompressible(block) ? stored : opts, (err, out) => {
-        if (err) return reject(err);
-        out[GZIP_OS_OFFSET] = GZIP_OS_UNIX;
-        resolve(out);
-      }),
-    );
+  return async (block) => {
+    if (level === 0) return gzipMember(block, 0);
+    // One member per run (compress-entropy.ts), one after the other: the block holds one compression permit.
+    const out: Buffer[] = [];
+    for (const run of entropyRuns(block))
+      out.push(...(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level)));
+    return out;
+  };
 }
 
 function zstdCodec(level: number): BlockCodec {
   // Older Node has no zstd in zlib; the action runs on node24, which has it, so this is a clear error rather than a
   // crash on other runtimes.
-  if (typeof zlib.zstdCompress !== 'function')
+  if (typeof zlib.createZstdCompress !== 'function')
     throw new InputError(
       `compression: zstd needs Node.js 22.15 or later (this is ${process.version}); use 'compression: gzip'.`,
     );
   const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag } = zlib.constants;
-  return (block) =>
-    new Promise((resolve, reject) =>
-      zlib.zstdCompress(
-        block,
-        {
-          chunkSize: ZLIB_OUTPUT_CHUNK,
-          // The frame header then states its content size (decoders can size buffers) and each frame carries a
-          // checksum of its content, as the zstd CLI writes by default; both are fixed by the input, so still
-          // deterministic.
-          pledgedSrcSize: block.length,
-          params: { [ZSTD_c_compressionLevel]: level, [ZSTD_c_checksumFlag]: 1 },
-        },
-        (err, out) => (err ? reject(err) : resolve(out)),
-      ),
+  const sizer = new OutputSizer();
+  return async (block) => {
+    const out = await compressOnce(
+      zlib.createZstdCompress({
+        chunkSize: sizer.next(block.length),
+        // The frame header then states its content size (decoders can size buffers) and each frame carries a
+        // checksum of its content, as the zstd CLI writes by default; both are fixed by the input, so still
+        // deterministic.
+        pledgedSrcSize: block.length,
+        params: { [ZSTD_c_compressionLevel]: level, [ZSTD_c_checksumFlag]: 1 },
+      }),
+      block,
     );
+    sizer.saw(block.length, out.length);
+    return [out];
+  };
 }
 
-/** The codec compressing one raw block into one complete gzip member / zstd frame. */
+/** The codec compressing one raw block into gzip members / one zstd frame. */
 export function blockCodec(compression: Exclude<Compression, 'none'>, level: number): BlockCodec {
   return compression === 'gzip' ? gzipCodec(level) : zstdCodec(level);
 }

@@ -2,10 +2,12 @@
  * The single-pass layer pipeline: hash the raw tar (diff_id), compress it, hash the compressed bytes (blob digest)
  * and hand the compressed chunks to the uploader as they are produced, with no temporary file and bounded memory.
  *
- * To use every core on one layer, the raw stream is cut into fixed-size blocks (1 MiB by default) that are compressed
- * independently and concurrently on the libuv threadpool, then emitted in order as concatenated gzip members / zstd
- * frames (compress-codec.ts). Block boundaries depend only on the bytes and `chunkSize`, never on how the source
- * happened to chunk its reads, so the same layer and options give the same digest on every run.
+ * To use every core on one layer, the raw stream is cut into fixed-size blocks (1 MiB by default, compress-blocks.ts)
+ * that are compressed independently and concurrently on the libuv threadpool, then emitted in order as concatenated
+ * gzip members / zstd frames (compress-codec.ts). Block boundaries depend only on the bytes and `chunkSize`, never on
+ * how the source happened to chunk its reads, so the same layer and options give the same digest on every run. Each
+ * byte is hashed once on each side: the raw bytes as they are read, the compressed ones as they are handed over (the
+ * upload takes that digest instead of hashing again).
  *
  * Backpressure: a block takes one of `parallelism + 1` slots from the moment its raw bytes are read until the
  * consumer asks for the chunk after it, so the bytes held are at most about (parallelism + 1) x chunkSize plus the
@@ -16,11 +18,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { InputError } from '../errors.js';
 import { blockCodec, resolveLevel, type BlockCodec } from './compress-codec.js';
-import { defaultParallelism, Semaphore, type CompressionPool } from './compress-pool.js';
-import type { Compression, Digest } from './types.js';
+import { BlockCutter } from './compress-blocks.js';
+import { BufferPool, defaultParallelism, Semaphore, type CompressionPool } from './compress-pool.js';
+import { isRawRange, rangeChunks } from './raw-range.js';
+import type { Compression, Digest, RawRange } from './types.js';
 
 export { DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, mediaTypeFor } from './compress-codec.js';
-export { CompressionPool, defaultParallelism } from './compress-pool.js';
+export { BufferPool, CompressionPool, defaultParallelism } from './compress-pool.js';
 
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 
@@ -60,9 +64,17 @@ export interface PipelineStats {
 }
 
 export interface CompressedLayer {
-  /** Iterate once. Each chunk is one complete gzip member / zstd frame (or a source chunk for `none`). */
+  /**
+   * Iterate once: the compressed stream in order. A gzip block gives a few members (compress-codec.ts), each in one
+   * chunk or, where it crossed zlib's output buffers, two; zstd gives one frame per block; `none` the source's chunks.
+   */
   chunks: AsyncIterable<Buffer>;
   result: Promise<CompressResult>;
+  /**
+   * Settles once every raw byte has been read and compressed, however the layer ends: what is left is only handing
+   * the output to the consumer (a scheduler can start the next layer's CPU work then). Never rejects.
+   */
+  compressed: Promise<void>;
   stats: PipelineStats;
 }
 
@@ -90,12 +102,16 @@ function options(opts: CompressOptions): { chunkSize: number; parallelism: numbe
   return { chunkSize, parallelism, level: resolveLevel(opts.compression, opts.level, "Option 'level'") };
 }
 
-/** Wires up the pipeline for one layer; see the module comment. Throws InputError on bad options, before any I/O. */
-export function compressLayer(raw: AsyncIterable<Buffer>, opts: CompressOptions): CompressedLayer {
+/**
+ * Wires up the pipeline for one layer; see the module comment. `raw` is the tar as a stream, or readable by position
+ * (read straight into the block buffers). Throws InputError on bad options, before any I/O.
+ */
+export function compressLayer(raw: AsyncIterable<Buffer> | RawRange, opts: CompressOptions): CompressedLayer {
   const { chunkSize, parallelism, level } = options(opts);
   const stats = new Counter((parallelism + 1) * chunkSize);
-  let settle!: { resolve: (r: CompressResult) => void; reject: (e: unknown) => void };
-  const result = new Promise<CompressResult>((resolve, reject) => (settle = { resolve, reject }));
+  let settle!: Settle;
+  const result = new Promise<CompressResult>((resolve, reject) => (settle = { resolve, reject, compressed: () => {} }));
+  const compressed = new Promise<void>((resolve) => (settle.compressed = resolve));
   // A consumer that stops early usually has its own error to report; this keeps `result` from being unhandled.
   result.catch(() => undefined);
   const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level);
@@ -106,14 +122,14 @@ export function compressLayer(raw: AsyncIterable<Buffer>, opts: CompressOptions)
       iterated = true;
       const gen = codec
         ? blocks(raw, codec, { chunkSize, parallelism, pool: opts.pool }, stats, settle)
-        : passThrough(raw, stats, settle);
+        : passThrough(isRawRange(raw) ? rangeChunks(raw) : raw, stats, settle);
       return gen[Symbol.asyncIterator]();
     },
   };
-  return { chunks, result, stats };
+  return { chunks, result, compressed, stats };
 }
 
-type Settle = { resolve: (r: CompressResult) => void; reject: (e: unknown) => void };
+type Settle = { resolve: (r: CompressResult) => void; reject: (e: unknown) => void; compressed: () => void };
 
 const EARLY_STOP = 'compressLayer: the consumer stopped before the end of the layer';
 
@@ -139,6 +155,7 @@ async function* passThrough(raw: AsyncIterable<Buffer>, stats: Counter, settle: 
   } finally {
     // `for await` has already closed the source when the consumer returned early; only `result` is left to settle.
     if (!finished) settle.reject(new Error(EARLY_STOP));
+    settle.compressed();
   }
 }
 
@@ -149,17 +166,23 @@ interface Limits {
 }
 
 async function* blocks(
-  raw: AsyncIterable<Buffer>,
+  raw: AsyncIterable<Buffer> | RawRange,
   codec: BlockCodec,
   { chunkSize, parallelism, pool }: Limits,
   stats: Counter,
   settle: Settle,
 ): AsyncGenerator<Buffer> {
-  const source = raw[Symbol.asyncIterator]();
+  const source = isRawRange(raw) ? raw : raw[Symbol.asyncIterator]();
   // Blocks held (read, compressing, compressed or with the consumer) and blocks compressing: see the module comment.
   const slots = new Semaphore(parallelism + 1);
   const compressing = new Semaphore(parallelism);
-  const queue: Array<Promise<Buffer>> = [];
+  const queue: Array<Promise<Buffer[]>> = [];
+  // Compressions not finished yet; with the producer done and none left, the layer needs no more CPU.
+  let pending = 0;
+  let produced = false;
+  const checkCompressed = () => {
+    if (produced && pending === 0) settle.compressed();
+  };
   const rawHash = createHash('sha256');
   let rawSize = 0;
   let producing = true;
@@ -172,34 +195,17 @@ async function* blocks(
   };
 
   // Reads the source and starts one compression per block, waiting for a free slot before reading more.
+  const cutter = new BlockCutter(source, chunkSize, pool?.buffers ?? new BufferPool(parallelism + 1), (chunk) => {
+    rawHash.update(chunk);
+    rawSize += chunk.length;
+    stats.add(chunk.length);
+  });
   const produce = async () => {
-    let carry: Buffer[] = [];
-    let carried = 0;
-    let ended = false;
-    let emitted = 0;
     while (!stopped) {
       await slots.acquire();
       if (stopped) break;
-      while (carried < chunkSize && !ended) {
-        const next = await source.next();
-        if (stopped) return;
-        if (next.done) ended = true;
-        else {
-          const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
-          rawHash.update(chunk);
-          rawSize += chunk.length;
-          stats.add(chunk.length);
-          carry.push(chunk);
-          carried += chunk.length;
-        }
-      }
-      // An empty layer still becomes one (empty) member/frame: a zero-byte blob is not valid gzip or zstd.
-      if (carried === 0 && emitted > 0) break;
-      const joined = carry.length === 1 ? (carry[0] as Buffer) : Buffer.concat(carry, carried);
-      const block = joined.subarray(0, Math.min(chunkSize, carried));
-      const rest = joined.subarray(block.length);
-      carry = rest.length > 0 ? [rest] : [];
-      carried = rest.length;
+      const block = await cutter.next(() => stopped);
+      if (!block) break;
       await compressing.acquire();
       await pool?.acquire();
       if (stopped) {
@@ -207,20 +213,24 @@ async function* blocks(
         pool?.release();
         break;
       }
-      const job = codec(block)
+      const { length } = block.bytes;
+      pending++;
+      const job = codec(block.bytes)
         .finally(() => {
+          block.release();
           pool?.release();
           compressing.release();
+          pending--;
+          checkCompressed();
         })
         .then((out) => {
-          stats.add(out.length - block.length);
+          stats.add(out.reduce((n, b) => n + b.length, 0) - length);
           return out;
         });
       job.catch(() => undefined); // awaited in order by the consumer; this only keeps it from being unhandled meanwhile
       queue.push(job);
-      emitted++;
       notify();
-      if (ended && carried === 0) break;
+      if (cutter.done) break;
     }
   };
 
@@ -232,28 +242,34 @@ async function* blocks(
     for (;;) {
       if (!started) {
         started = true;
-        produce().then(
-          () => {
-            producing = false;
-            notify();
-          },
-          (error: unknown) => {
-            producing = false;
-            failure = { error };
-            notify();
-          },
-        );
+        produce()
+          .then(
+            () => {
+              producing = false;
+              notify();
+            },
+            (error: unknown) => {
+              producing = false;
+              failure = { error };
+              notify();
+            },
+          )
+          .finally(() => {
+            produced = true;
+            checkCompressed();
+          });
       }
       while (queue.length === 0 && producing && !failure) await new Promise<void>((r) => (wake = r));
       // A failed source is reported at once, without first sending the blocks already compressed.
       if (failure) throw failure.error;
       const job = queue.shift();
       if (!job) break;
-      const out = await job;
-      blobHash.update(out);
-      size += out.length;
-      yield out;
-      stats.add(-out.length);
+      for (const out of await job) {
+        blobHash.update(out);
+        size += out.length;
+        yield out;
+        stats.add(-out.length);
+      }
       slots.release();
     }
     succeeded = true;
@@ -264,12 +280,13 @@ async function* blocks(
   } finally {
     if (!succeeded) {
       settle.reject(new Error(EARLY_STOP)); // no-op when already rejected with the real error
+      settle.compressed(); // nothing more will be compressed for this layer
       stopped = true;
       slots.wakeAll();
       compressing.wakeAll();
       // Closing the source lets a reader release its file or child process. Not awaited: a source stuck in a read
       // would otherwise hold up the consumer's own error; its close error is not the one to report either.
-      source.return?.()?.catch(() => undefined);
+      if (!isRawRange(source)) source.return?.()?.catch(() => undefined);
     }
   }
 }

@@ -50,6 +50,12 @@ export interface SourceLayer {
   digest?: Digest;
   size?: number;
   raw?: AsyncIterable<Buffer>;
+  /**
+   * The raw tar again, readable by position, when the source stores it as one range of a file: the layer pipeline
+   * then reads straight into its own buffers (file-source.ts). `raw` reads the same bytes; use one or the other.
+   * Reading it does not hold up the next layer: layers() can go on at once.
+   */
+  range?: RawRange;
   blob?: { mediaType: string; open(): AsyncIterable<Buffer> };
   /** Called when the pusher decides not to read this layer (skipped): the reader drains or closes it. */
   skip(): Promise<void>;
@@ -59,6 +65,12 @@ export interface SourceLayer {
    * `finish().order` already points at that earlier index.
    */
   sameAs?: number;
+}
+
+/** A layer's bytes by position: `read` fills `into` from byte `at` of the layer, fewer bytes only at its end. */
+export interface RawRange {
+  size: number;
+  read(into: Buffer, offset: number, length: number, at: number): Promise<number>;
 }
 
 /** The image config JSON (only the parts we read) plus its raw bytes (pushed as they are). */

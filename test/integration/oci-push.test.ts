@@ -89,6 +89,15 @@ describe('every image format, pushed anonymously and read back by skopeo', () =>
     const file = r.stdout + r.stderr;
     expect(file).not.toMatch(/::error/);
   });
+
+  it('buildImage archive, its layers read by position and sent uncompressed', async () => {
+    const repo = `${reg.host}/formats/archive-none`;
+    const r = await push({ image: fx.archive, tags: `${repo}:v1`, compression: 'none' });
+    ok(r);
+    const v = await verify(`${repo}:v1`, fx.layers);
+    expect(v.digest).toBe(r.outputs.digest);
+    expect(new Set(v.mediaTypes)).toEqual(new Set(['application/vnd.oci.image.layer.v1.tar']));
+  });
 });
 
 describe('safety: nothing is tagged when the image is wrong', () => {

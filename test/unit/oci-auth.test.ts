@@ -1,5 +1,5 @@
 // Registry auth pieces without a registry: challenges, scopes, the token flow against a scripted token service,
-// references, credential resolution from a temp docker config, and upload resume against a scripted upload endpoint.
+// credential resolution from a temp docker config, and upload resume against a scripted upload endpoint.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,6 @@ import { InputError } from '../../src/errors.js';
 import { Authenticator, mergeScopes, parseWwwAuthenticate, type Credentials } from '../../src/oci/registry/auth.js';
 import { RegistryClient } from '../../src/oci/registry/client.js';
 import { resolveCredentials, type CredentialOptions } from '../../src/oci/registry/credentials.js';
-import { apiHost, formatReference, isLoopback, parseReference } from '../../src/oci/registry/reference.js';
 import type { Reply } from '../../src/oci/registry/transport.js';
 import { LayerRereadNeeded, fixedChunks } from '../../src/oci/registry/upload.js';
 
@@ -136,49 +135,6 @@ describe('Authenticator', () => {
     expect(() =>
       none.auth.challenged(reply(401, '', { 'www-authenticate': 'Basic realm="r"' }), [scope], undefined),
     ).toThrow(/reg\.example requires credentials for repository:a\/b:pull,push/);
-  });
-});
-
-describe('parseReference', () => {
-  const digest = `sha256:${'a'.repeat(64)}`;
-  it.each([
-    ['alpine', 'docker.io', 'library/alpine', 'latest', undefined],
-    ['docker://user/app:1.2', 'docker.io', 'user/app', '1.2', undefined],
-    ['index.docker.io/library/nginx:1', 'docker.io', 'library/nginx', '1', undefined],
-    ['localhost:5000/a/b:t', 'localhost:5000', 'a/b', 't', undefined],
-    ['localhost/x', 'localhost', 'x', 'latest', undefined],
-    [`127.0.0.1:5000/a/b@${digest}`, '127.0.0.1:5000', 'a/b', undefined, digest],
-    [`[::1]:5000/x:y@${digest}`, '[::1]:5000', 'x', 'y', digest],
-    ['Registry.Example.com/a__b/c-d.e:v_1', 'registry.example.com', 'a__b/c-d.e', 'v_1', undefined],
-  ])('%s', (input, registry, repository, tag, dig) => {
-    const ref = parseReference(input);
-    expect(ref).toEqual({ registry, repository, ...(tag ? { tag } : {}), ...(dig ? { digest: dig } : {}) });
-    expect(parseReference(formatReference(ref))).toEqual(ref);
-  });
-
-  it('refuses bad references with the reference in the message', () => {
-    for (const [bad, why] of [
-      ['', /empty/],
-      ['https://ghcr.io/a/b', /URL scheme/],
-      ['a/b@sha256:abc', /not a digest/],
-      ['a/b:-bad', /not a valid tag/],
-      ['a/-b', /not a valid repository path component/],
-      ['ghcr.io/', /repository name is missing/],
-      ['ghcr.io/Owner-x/r', /must be lower-case: use 'owner-x\/r'/],
-    ] as const)
-      expect(() => parseReference(bad)).toThrow(new RegExp(`Invalid image reference '${bad}'.*${why.source}`));
-  });
-
-  it('maps docker.io to its API host and knows loopback', () => {
-    expect(apiHost('docker.io')).toBe('registry-1.docker.io');
-    expect(apiHost('ghcr.io')).toBe('ghcr.io');
-    expect(['127.0.0.1:5000', 'localhost', '[::1]:80', 'ghcr.io', '127.0.0.2'].map(isLoopback)).toEqual([
-      true,
-      true,
-      true,
-      false,
-      false,
-    ]);
   });
 });
 

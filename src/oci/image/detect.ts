@@ -12,6 +12,7 @@ import * as zlib from 'node:zlib';
 import { InputError, errorMessage } from '../../errors.js';
 import type { ImageSource } from '../types.js';
 import { looksLikeTarHeader, readDockerArchive } from './docker-archive.js';
+import { ArchiveFile } from './file-source.js';
 import { isNix2containerImage, openNix2container } from './nix2container.js';
 import type { LayerTarOptions } from './nix2container-tar.js';
 import { openOciLayout, type OciLayoutOptions } from './oci-layout.js';
@@ -159,11 +160,10 @@ export async function openImage(path: string, opts: OpenImageOptions = {}): Prom
       return openNix2container(path, opts);
     case 'stream-script':
       return runStreamScript(path, opts.env);
-    case 'docker-archive':
-      return readDockerArchive(createReadStream(path, { highWaterMark: READ_CHUNK }), {
-        label: path,
-        onError: tarError(path),
-      });
+    case 'docker-archive': {
+      const file = await ArchiveFile.open(path);
+      return readDockerArchive(file, { label: path, onError: tarError(path), file, close: () => file.close() });
+    }
     case 'docker-archive-gzip':
     case 'docker-archive-zstd':
       return readDockerArchive(decompress(path, kind === 'docker-archive-gzip' ? 'gzip' : 'zstd'), {

@@ -13,6 +13,8 @@ import { posix } from 'node:path';
 import { InputError } from '../../errors.js';
 import { parseNumeric, readTar, type TarEntry, type TarSource } from '../../archive/tar.js';
 import { MEDIA, type Digest, type ImageConfig, type ImageSource, type SourceLayer } from '../types.js';
+import { rangeChunks } from '../raw-range.js';
+import type { ArchiveFile } from './file-source.js';
 
 export interface DockerArchiveOptions {
   format?: 'docker-archive' | 'docker-archive-stream';
@@ -24,6 +26,8 @@ export interface DockerArchiveOptions {
   onError?: (e: unknown) => Promise<unknown>;
   /** Releases the source (kills a producer) when the caller stops early. */
   close?: () => Promise<void>;
+  /** The archive when it is a plain file being read: plain layer entries are then read by position (file-source.ts). */
+  file?: ArchiveFile;
 }
 
 /** Metadata files are small; anything larger is refused rather than buffered. */
@@ -200,22 +204,27 @@ export function readDockerArchive(source: TarSource, opts: DockerArchiveOptions)
     } else if (dir === '.') diffId = `sha256:${base.slice(0, 64)}`;
     else if (HEX64.test(dir) && !legacyDirs.has(dir)) diffId = `sha256:${dir}`;
     if (body === e.body) body = guarded(e.body);
+    // Read by position when it can be: the tar reader then skips the body without reading it (file-source.ts).
+    const range = blob || dir === 'blobs/sha256' ? undefined : await opts.file?.lend(e);
     const index = count++;
     if (diffId) named.push({ index, diffId });
     const raw = blob
       ? undefined
-      : {
-          [Symbol.asyncIterator]: () => {
-            started = true;
-            return body[Symbol.asyncIterator]();
-          },
-        };
+      : range
+        ? { [Symbol.asyncIterator]: () => rangeChunks(range) }
+        : {
+            [Symbol.asyncIterator]: () => {
+              started = true;
+              return body[Symbol.asyncIterator]();
+            },
+          };
     const skip = async () => {
-      if (started) return;
+      if (started || range) return;
       started = true;
       for await (const _ of body); // drains now, so the next entry is reachable
     };
     const layer: SourceLayer = { index, name: path, size: e.size, skip };
+    if (range) layer.range = range;
     if (diffId) layer.diffId = diffId;
     if (blob) {
       layer.blob = blob;

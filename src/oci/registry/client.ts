@@ -13,6 +13,7 @@ import { header } from './transport.js';
 import { uploadBlob, type ByteSource, type UploadOptions } from './upload.js';
 
 export { isRetryable, RetryBudgetExhausted } from './transport.js';
+export { RetryBudget } from './retry-budget.js';
 export type { Call, RegistryClientOptions } from './session.js';
 
 const MANIFEST_LIMIT = 4 << 20;

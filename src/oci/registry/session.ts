@@ -1,8 +1,9 @@
 /**
  * The plumbing under RegistryClient: one registry host, keep-alive agents, authentication (Basic or cached Bearer
  * tokens, one re-authentication on a 401: an expired token or a first challenge), inactivity timeouts, and retries
- * with backoff and jitter (Retry-After honoured) out of a retry budget shared by everything the client does, so a
- * failing registry ends a push with one clear error instead of hours of retries.
+ * with backoff and jitter (Retry-After honoured) out of a retry budget (retry-budget.ts) shared by everything the
+ * client does, and by every client of a push when they are given the same one, so failing registries end a push with
+ * one clear error instead of hours of retries.
  */
 import { InputError, TransientError, errorMessage } from '../../errors.js';
 import { displayUrl } from '../../net/http.js';
@@ -10,16 +11,9 @@ import { backoffDelay, withRetry } from '../../net/retry.js';
 import type { Platform } from '../../platform/types.js';
 import { Authenticator, type Credentials } from './auth.js';
 import { apiHost, isLoopback } from './reference.js';
+import { RetryBudget } from './retry-budget.js';
 import type { Agents, Reply } from './transport.js';
-import {
-  createAgents,
-  header,
-  isRetryable,
-  registryErrorText,
-  RetryBudgetExhausted,
-  send,
-  transientStatus,
-} from './transport.js';
+import { createAgents, header, isRetryable, registryErrorText, send, transientStatus } from './transport.js';
 
 export interface RegistryClientOptions {
   /** Host[:port] as in the image reference; docker.io is reached at registry-1.docker.io. */
@@ -36,8 +30,11 @@ export interface RegistryClientOptions {
   retry?: {
     /** Tries per request (default 5). */
     attempts?: number;
-    /** Retries allowed across everything this client does (default 50). */
-    budget?: number;
+    /**
+     * Retries allowed: a number is this client's own budget (default 50); a RetryBudget is shared with the other
+     * clients given it, as every client of one push is.
+     */
+    budget?: number | RetryBudget;
     baseMs?: number;
     maxMs?: number;
   };
@@ -49,7 +46,7 @@ export interface Call {
   path?: string;
   url?: URL;
   headers?: Record<string, string>;
-  body?: Buffer;
+  body?: Buffer | Buffer[];
   scopes: string[];
   maxBody?: number;
   /** Follow 3xx (GET/HEAD of blobs, which may live on a CDN); Authorization is never sent to another host. */
@@ -62,7 +59,7 @@ export class RegistrySession {
   readonly registry: string;
   readonly base: URL;
   readonly attempts: number;
-  private readonly budget: number;
+  private readonly budget: RetryBudget;
   private retriesUsed = 0;
   private readonly baseMs: number;
   private readonly maxMs: number;
@@ -76,7 +73,8 @@ export class RegistrySession {
     const insecure = opts.insecure ?? isLoopback(opts.registry);
     this.base = new URL(`${insecure ? 'http' : 'https'}://${apiHost(opts.registry)}`);
     this.attempts = Math.max(1, opts.retry?.attempts ?? 5);
-    this.budget = Math.max(0, opts.retry?.budget ?? 50);
+    const budget = opts.retry?.budget ?? 50;
+    this.budget = budget instanceof RetryBudget ? budget : new RetryBudget(Math.max(0, budget));
     this.baseMs = opts.retry?.baseMs ?? 500;
     this.maxMs = opts.retry?.maxMs ?? 30_000;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
@@ -91,7 +89,7 @@ export class RegistrySession {
     });
   }
 
-  /** Retries spent so far out of the budget (for reports). */
+  /** Retries this client spent so far (its budget may be shared: see RetryBudget.spent). */
   get retries(): number {
     return this.retriesUsed;
   }
@@ -117,12 +115,9 @@ export class RegistrySession {
   }
 
   private spend(error: TransientError, delayMs: number): void {
-    if (this.retriesUsed >= this.budget)
-      throw new RetryBudgetExhausted(
-        `gave up after ${this.retriesUsed} retries pushing to ${this.registry} (the retry budget): ${error.message}`,
-      );
+    const n = this.budget.spend(this.registry, error);
     this.retriesUsed++;
-    this.debug(`retry ${this.retriesUsed}/${this.budget} in ${delayMs} ms after: ${error.message}`);
+    this.debug(`retry ${n}/${this.budget.limit} of the budget in ${delayMs} ms after: ${error.message}`);
   }
 
   /** A request with authentication and retries. Statuses other than 401/403/429/5xx are the caller's to read. */

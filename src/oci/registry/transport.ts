@@ -14,7 +14,8 @@ export interface Exchange {
   method: string;
   url: URL;
   headers?: Record<string, string>;
-  body?: Buffer;
+  /** Several buffers are sent one after the other, as one body: an upload chunk is not joined into one first. */
+  body?: Buffer | Buffer[];
   /** Inactivity timeout: no bytes either way for this long fails the request. */
   timeoutMs: number;
   /** Largest successful body accepted; error bodies are cut to 64 KiB instead. */
@@ -58,7 +59,8 @@ export function send(ex: Exchange, agents: Agents): Promise<Reply> {
   const client = isHttps ? https : http;
   const what = `${ex.method} ${displayUrl(ex.url.href)}`;
   const headers: Record<string, string> = { 'user-agent': 'flake-ci', ...ex.headers };
-  if (ex.body) headers['content-length'] = String(ex.body.length);
+  const parts = ex.body === undefined ? [] : Buffer.isBuffer(ex.body) ? [ex.body] : ex.body;
+  if (ex.body) headers['content-length'] = String(parts.reduce((n, b) => n + b.length, 0));
   else if (ex.method === 'PUT' || ex.method === 'POST' || ex.method === 'PATCH') headers['content-length'] = '0';
   return new Promise<Reply>((resolve, reject) => {
     let settled = false;
@@ -103,7 +105,8 @@ export function send(ex: Exchange, agents: Agents): Promise<Reply> {
     );
     req.on('timeout', () => req.destroy(new Error(`no progress within ${Math.round(ex.timeoutMs / 100) / 10} s`)));
     req.on('error', wrap);
-    req.end(ex.body);
+    for (const part of parts) req.write(part);
+    req.end();
   });
 }
 

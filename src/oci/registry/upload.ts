@@ -18,6 +18,12 @@ export interface UploadOptions {
   chunkSize?: number;
   /** Refuse to commit a blob with another digest (a source that states its digest). */
   expectedDigest?: Digest;
+  /**
+   * The sha256 of exactly the bytes `chunks` yields, from their producer, asked for once the last one has been read.
+   * A compressor hashes what it emits anyway; the upload then does not hash the same bytes a second time. If it were
+   * ever wrong, the registry would refuse the PUT, as it checks the digest itself.
+   */
+  sourceDigest?: () => Promise<Digest>;
 }
 
 /** What upload needs from the client (kept narrow so this module does not depend on the class). */
@@ -41,22 +47,47 @@ export type ByteSource = AsyncIterable<Buffer> | Iterable<Buffer>;
 /** The upload cannot continue from memory: retrying means producing the layer's bytes again. */
 export class LayerRereadNeeded extends TransientError {}
 
-/** Re-slices a stream into chunks of exactly `size` bytes (the last one shorter). */
-export async function* fixedChunks(source: ByteSource, size: number): AsyncGenerator<Buffer> {
+/**
+ * Re-slices a stream into groups of buffers of exactly `size` bytes together (the last group shorter), without joining
+ * them: only a buffer that straddles two groups is cut, as two views of the same memory.
+ */
+export async function* chunkGroups(source: ByteSource, size: number): AsyncGenerator<Buffer[]> {
   let parts: Buffer[] = [];
   let held = 0;
-  for await (const piece of source) {
-    if (!piece.length) continue;
-    parts.push(piece);
-    held += piece.length;
-    if (held < size) continue;
-    const all = parts.length === 1 ? piece : Buffer.concat(parts, held);
-    let at = 0;
-    for (; held - at >= size; at += size) yield all.subarray(at, at + size);
-    parts = at < held ? [all.subarray(at)] : [];
-    held -= at;
+  for await (let piece of source) {
+    while (piece.length > 0) {
+      const take = Math.min(piece.length, size - held);
+      parts.push(take === piece.length ? piece : piece.subarray(0, take));
+      held += take;
+      piece = piece.subarray(take);
+      if (held < size) continue;
+      yield parts;
+      parts = [];
+      held = 0;
+    }
   }
-  if (held) yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, held);
+  if (held) yield parts;
+}
+
+/** Re-slices a stream into chunks of exactly `size` bytes (the last one shorter). */
+export async function* fixedChunks(source: ByteSource, size: number): AsyncGenerator<Buffer> {
+  for await (const g of chunkGroups(source, size)) yield g.length === 1 ? (g[0] as Buffer) : Buffer.concat(g);
+}
+
+const lengthOf = (parts: Buffer[]): number => parts.reduce((n, b) => n + b.length, 0);
+
+/** The parts from byte `from` on, as views of the same memory. */
+function partsFrom(parts: Buffer[], from: number): Buffer[] {
+  const out: Buffer[] = [];
+  let skip = from;
+  for (const p of parts) {
+    if (skip >= p.length) skip -= p.length;
+    else {
+      out.push(skip ? p.subarray(skip) : p);
+      skip = 0;
+    }
+  }
+  return out;
 }
 
 /** Range: `0-N` is the last byte held; distribution says `0-0` for an empty upload too. */
@@ -79,11 +110,11 @@ export async function uploadBlob(
     new LayerRereadNeeded(`Upload of a blob to ${host.registry}/${repo} failed (${why}); the layer must be re-read`);
 
   // The first chunk is produced while the session is being opened.
-  const it = fixedChunks(chunks, chunkSize)[Symbol.asyncIterator]();
+  const it = chunkGroups(chunks, chunkSize)[Symbol.asyncIterator]();
   let next = it.next();
   next.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
   let location: URL | undefined;
-  const hash = createHash('sha256');
+  const hash = opts.sourceDigest ? undefined : createHash('sha256');
   let offset = 0;
   try {
     const started = await host.call({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scopes });
@@ -95,11 +126,11 @@ export async function uploadBlob(
       const chunk = r.value;
       next = it.next();
       next.catch(() => undefined);
-      hash.update(chunk);
+      if (hash) for (const part of chunk) hash.update(part);
       location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
-      offset += chunk.length;
+      offset += lengthOf(chunk);
     }
-    const digest: Digest = `sha256:${hash.digest('hex')}`;
+    const digest: Digest = hash ? `sha256:${hash.digest('hex')}` : await (opts.sourceDigest as () => Promise<Digest>)();
     if (opts.expectedDigest && opts.expectedDigest !== digest)
       throw new InputError(`The blob's digest is ${digest}, but its source states ${opts.expectedDigest}`);
     await commit(host, repo, scopes, location, digest, offset, reread);
@@ -124,11 +155,11 @@ async function sendChunk(
   repo: string,
   scopes: string[],
   location: URL,
-  chunk: Buffer,
+  chunk: Buffer[],
   start: number,
   reread: (why: string) => LayerRereadNeeded,
 ): Promise<URL> {
-  const end = start + chunk.length - 1;
+  const end = start + lengthOf(chunk) - 1;
   let sent = 0;
   for (let attempt = 0; ; attempt++) {
     let failure: TransientError;
@@ -137,7 +168,7 @@ async function sendChunk(
         method: 'PATCH',
         url: location,
         headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
-        body: sent ? chunk.subarray(sent) : chunk,
+        body: sent ? partsFrom(chunk, sent) : chunk,
         scopes,
       });
       if (reply.status === 202 || reply.status === 204) return sessionUrl(reply, location);
