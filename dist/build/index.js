@@ -41997,6 +41997,13 @@ function relativeToSource(file, sourcePath) {
 
 
 
+/**
+ * For every `nix eval` of the flake: Nix 2.8's evaluation cache is a SQLite file shared by all processes, and
+ * parallel evaluations of the same flake race on it: one of them then fails with "attribute 'packages.<system>.checks'
+ * is unexpectedly missing" for an attribute that exists. Each of our processes asks a different question once, so
+ * the cache never saves anything here anyway.
+ */
+const NO_EVAL_CACHE = ['--option', 'eval-cache', 'false'];
 /** 2 to 4 by CPU count: more processes than cores only adds memory pressure. */
 function defaultEvalWorkers(cpus = external_node_os_namespaceObject.availableParallelism()) {
     return Math.min(4, Math.max(2, cpus));
@@ -42039,7 +42046,7 @@ async function evaluateAttr(nix, item, opts) {
     const started = Date.now();
     const [root, ...rest] = item.attrPath;
     const installable = `${opts.flake}#${formatAttrPath([root ?? ''])}`;
-    const args = ['eval', '--json', installable, '--apply', evalExpression(item.attr, rest)];
+    const args = ['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', evalExpression(item.attr, rest)];
     const res = await nix.run(args, { cwd: opts.cwd, allowFailure: true });
     const seconds = () => (Date.now() - started) / 1000;
     if (res.exitCode === 0) {
@@ -42159,7 +42166,7 @@ async function evaluateBatch(nix, batch, opts, out, alone) {
     }
     const started = Date.now();
     const installable = `${opts.flake}#${formatAttrPath([first.attrPath[0] ?? ''])}`;
-    const res = await nix.run(['eval', '--json', installable, '--apply', batchExpression(batch)], {
+    const res = await nix.run(['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', batchExpression(batch)], {
         cwd: opts.cwd,
         allowFailure: true,
     });
@@ -42853,6 +42860,7 @@ async function buildTargets(nix, targets, opts = {}) {
 
 
 
+
 /** Outputs whose second segment is a system (flake schema); `systems` filters them when that segment is a glob. */
 const PER_SYSTEM_OUTPUTS = new Set(['checks', 'packages', 'devShells', 'apps', 'formatter', 'legacyPackages']);
 /** The patterns a mode stands for, with the system restriction applied. */
@@ -42925,7 +42933,8 @@ async function selectAttributes(nix, opts) {
     const seen = new Set();
     const selected = [];
     for (const [root, rests] of byRoot) {
-        const args = ['eval', '--json', `${opts.flake}#${formatAttrPath([root])}`, '--apply', discoveryExpression(rests)];
+        const installable = `${opts.flake}#${formatAttrPath([root])}`;
+        const args = ['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', discoveryExpression(rests)];
         const res = await nix.run(args, { cwd: opts.cwd, allowFailure: true });
         if (res.exitCode !== 0) {
             if (MISSING_OUTPUT.test(res.stderr)) {
@@ -51180,6 +51189,7 @@ function nixEnv(extra) {
 
 
 
+
 // `nix log` may ask substituters for logs: never let a slow one hold up the step.
 const LOG_TIMEOUT_MS = 120_000;
 /** Failed VM tests whose own derivation ran: refused ones (attempts 0) and dependency failures left nothing. */
@@ -51229,7 +51239,7 @@ async function saveBuildLog(platform, r, file, nix) {
 }
 async function hasDriver(nix, flake, r, cwd) {
     const installable = `${flake}#${formatAttrPath(r.attrPath)}`;
-    const res = await nix.run(['eval', '--json', installable, '--apply', 't: builtins.isAttrs t && t ? driver'], {
+    const res = await nix.run(['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', 't: builtins.isAttrs t && t ? driver'], {
         cwd,
         allowFailure: true,
     });

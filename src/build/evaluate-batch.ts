@@ -14,7 +14,7 @@
 import type { NixCommand } from '../nix/command.js';
 import { formatAttrPath, nixSelect, nixString } from './attr-path.js';
 import type { DrvInfo, EvalOutcome, EvaluateOptions } from './evaluate.js';
-import { evaluateAttr, parseDrvInfo } from './evaluate.js';
+import { evaluateAttr, NO_EVAL_CACHE, parseDrvInfo } from './evaluate.js';
 import { mapLimit } from './pool.js';
 import type { SelectedAttr } from './select.js';
 
@@ -86,7 +86,7 @@ async function evaluateBatch(
   }
   const started = Date.now();
   const installable = `${opts.flake}#${formatAttrPath([first.attrPath[0] ?? ''])}`;
-  const res = await nix.run(['eval', '--json', installable, '--apply', batchExpression(batch)], {
+  const res = await nix.run(['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', batchExpression(batch)], {
     cwd: opts.cwd,
     allowFailure: true,
   });

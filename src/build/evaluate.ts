@@ -35,6 +35,14 @@ export interface EvaluateOptions {
   traceForPosition?: boolean;
 }
 
+/**
+ * For every `nix eval` of the flake: Nix 2.8's evaluation cache is a SQLite file shared by all processes, and
+ * parallel evaluations of the same flake race on it: one of them then fails with "attribute 'packages.<system>.checks'
+ * is unexpectedly missing" for an attribute that exists. Each of our processes asks a different question once, so
+ * the cache never saves anything here anyway.
+ */
+export const NO_EVAL_CACHE = ['--option', 'eval-cache', 'false'] as const;
+
 /** 2 to 4 by CPU count: more processes than cores only adds memory pressure. */
 export function defaultEvalWorkers(cpus: number = os.availableParallelism()): number {
   return Math.min(4, Math.max(2, cpus));
@@ -80,7 +88,7 @@ export async function evaluateAttr(nix: NixCommand, item: SelectedAttr, opts: Ev
   const started = Date.now();
   const [root, ...rest] = item.attrPath;
   const installable = `${opts.flake}#${formatAttrPath([root ?? ''])}`;
-  const args = ['eval', '--json', installable, '--apply', evalExpression(item.attr, rest)];
+  const args = ['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', evalExpression(item.attr, rest)];
   const res = await nix.run(args, { cwd: opts.cwd, allowFailure: true });
   const seconds = () => (Date.now() - started) / 1000;
   if (res.exitCode === 0) {

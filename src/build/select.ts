@@ -6,6 +6,7 @@
 import { InputError } from '../errors.js';
 import { CommandError } from '../exec.js';
 import type { NixCommand } from '../nix/command.js';
+import { NO_EVAL_CACHE } from './evaluate.js';
 import { formatAttrPath, globToPosixRegex, globToRegExp, isGlob, nixString, parseAttrPath } from './attr-path.js';
 
 export type SelectMode = 'checks' | 'packages' | 'attributes';
@@ -116,7 +117,8 @@ export async function selectAttributes(nix: NixCommand, opts: SelectOptions): Pr
   const seen = new Set<string>();
   const selected: SelectedAttr[] = [];
   for (const [root, rests] of byRoot) {
-    const args = ['eval', '--json', `${opts.flake}#${formatAttrPath([root])}`, '--apply', discoveryExpression(rests)];
+    const installable = `${opts.flake}#${formatAttrPath([root])}`;
+    const args = ['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', discoveryExpression(rests)];
     const res = await nix.run(args, { cwd: opts.cwd, allowFailure: true });
     if (res.exitCode !== 0) {
       if (MISSING_OUTPUT.test(res.stderr)) {

@@ -16,6 +16,7 @@ import { errorMessage } from '../errors.js';
 import type { NixCommand } from '../nix/command.js';
 import type { Platform } from '../platform/types.js';
 import { formatAttrPath } from './attr-path.js';
+import { NO_EVAL_CACHE } from './evaluate.js';
 import type { AttrResult } from './results.js';
 import { nixEnv, spawnToFile } from './vm-spawn.js';
 
@@ -96,10 +97,13 @@ async function saveBuildLog(
 
 async function hasDriver(nix: NixCommand, flake: string, r: AttrResult, cwd?: string): Promise<boolean> {
   const installable = `${flake}#${formatAttrPath(r.attrPath)}`;
-  const res = await nix.run(['eval', '--json', installable, '--apply', 't: builtins.isAttrs t && t ? driver'], {
-    cwd,
-    allowFailure: true,
-  });
+  const res = await nix.run(
+    ['eval', ...NO_EVAL_CACHE, '--json', installable, '--apply', 't: builtins.isAttrs t && t ? driver'],
+    {
+      cwd,
+      allowFailure: true,
+    },
+  );
   return res.exitCode === 0 && res.stdout.trim() === 'true';
 }
 

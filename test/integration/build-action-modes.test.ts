@@ -5,7 +5,7 @@
  * builders key's lifetime (written 0600 by main, never printed, removed by post).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, runAction, runStep, type StepResult } from '../harness/github-runner.js';
@@ -55,7 +55,19 @@ describe("actions/build publish mode (a workflow_run job publishing a fork's res
       workDir: path.join(ws.root, 'runner'),
       keepWorkDir: true,
     });
-    expect(built.outputs).toMatchObject({ built: '1', failed: '1' });
+    // Each attribute's status (and error) in the file, so a failure shows what each became and why.
+    const file = JSON.parse(readFileSync(built.outputs['results-json'] as string, 'utf8')) as {
+      results: { attr: string; status: string; error: string | null }[];
+    };
+    const records = file.results.map((x) => ({ attr: x.attr, status: x.status, error: x.error?.slice(0, 300) }));
+    expect({ built: built.outputs.built, failed: built.outputs.failed, records }).toEqual({
+      built: '1',
+      failed: '1',
+      records: [
+        { attr: 'checks.x86_64-linux.pass-a', status: 'built', error: undefined },
+        { attr: 'checks.x86_64-linux.fail', status: 'failed', error: expect.stringContaining('exit code 1') },
+      ],
+    });
     results = path.join(ws.root, 'downloaded', 'results.json');
     mkdirSync(path.dirname(results), { recursive: true });
     copyFileSync(built.outputs['results-json'] as string, results);
