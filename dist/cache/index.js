@@ -34179,6 +34179,25 @@ async function* download(url, signal, from = 0) {
         }
     }
 }
+/**
+ * Hands each decompressed chunk of `source` to `consume`, waiting when it returns a promise (it asked to wait before
+ * reading on). A consume error is kept in `state` and ends the drain; after `state.stop` chunks are only discarded.
+ */
+async function drainTo(source, consume, state) {
+    for await (const chunk of source) {
+        if (state.stop)
+            continue;
+        try {
+            const wait = consume(chunk);
+            if (wait)
+                await wait;
+        }
+        catch (e) {
+            state.consumeError = e;
+            throw e;
+        }
+    }
+}
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 /**
@@ -34208,8 +34227,7 @@ async function decompressTo(input, zstd, consume, signal) {
     child?.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-2000)));
     const exited = child ? new Promise((r) => child.on('close', (code) => r(code))) : undefined;
     child?.on('error', () => undefined); // reported through `exited` and the pipes
-    let stop = false;
-    let consumeError;
+    const state = { stop: false };
     const write = (b) => new Promise((resolve, reject) => {
         if (sink.write(b))
             return resolve();
@@ -34219,27 +34237,13 @@ async function decompressTo(input, zstd, consume, signal) {
     });
     const feed = (async () => {
         await write(head);
-        for (let r = await it.next(); !r.done && !stop; r = await it.next()) {
+        for (let r = await it.next(); !r.done && !state.stop; r = await it.next()) {
             bytes += r.value.length;
             await write(r.value);
         }
         sink.end();
     })();
-    const drain = (async () => {
-        for await (const chunk of source) {
-            if (stop)
-                continue;
-            try {
-                const wait = consume(chunk);
-                if (wait)
-                    await wait; // the consumer asked to wait before reading on
-            }
-            catch (e) {
-                consumeError = e;
-                throw e;
-            }
-        }
-    })();
+    const drain = drainTo(source, consume, state);
     // Whichever fails first decides; the other is abandoned, never left to reject unhandled.
     feed.catch(() => undefined);
     drain.catch(() => undefined);
@@ -34251,12 +34255,12 @@ async function decompressTo(input, zstd, consume, signal) {
         return bytes;
     }
     catch (e) {
-        stop = true;
+        state.stop = true;
         child?.kill('SIGKILL');
         gunzip?.destroy();
         void it.return?.(undefined)?.catch(() => undefined);
-        if (consumeError !== undefined || e instanceof TransientError || signal?.aborted)
-            throw consumeError ?? e;
+        if (state.consumeError !== undefined || e instanceof TransientError || signal?.aborted)
+            throw state.consumeError ?? e;
         if (exited)
             await exited;
         const why = stderr.trim() || e.message;
@@ -34371,8 +34375,7 @@ async function curlDecompressTo(url, tools, consume, signal, onResume) {
         curl.on('error', () => ((ran = false), resolve(null))); // no curl after all: node downloads it all
         curl.on('close', (code) => resolve(code));
     });
-    let stop = false;
-    let consumeError;
+    const state = { stop: false };
     const fetched = (async () => {
         const code = await curlExit;
         const out = curlOutcome(curlErr);
@@ -34385,7 +34388,7 @@ async function curlDecompressTo(url, tools, consume, signal, onResume) {
                 throw new TransientError(`downloading the cache entry failed: ${why}`);
             onResume?.(why, bytes);
             for await (const chunk of download(url, signal, bytes)) {
-                if (stop)
+                if (state.stop)
                     break;
                 bytes += chunk.length;
                 await write(input, chunk);
@@ -34394,21 +34397,7 @@ async function curlDecompressTo(url, tools, consume, signal, onResume) {
         input.end();
         return bytes;
     })();
-    const drained = (async () => {
-        for await (const chunk of zstd.stdout) {
-            if (stop)
-                continue;
-            try {
-                const wait = consume(chunk);
-                if (wait)
-                    await wait; // the consumer asked to wait before reading on
-            }
-            catch (e) {
-                consumeError = e;
-                throw e;
-            }
-        }
-    })();
+    const drained = drainTo(zstd.stdout, consume, state);
     // Whichever fails first decides; the other is abandoned, never left to reject unhandled.
     fetched.catch(() => undefined);
     drained.catch(() => undefined);
@@ -34420,12 +34409,12 @@ async function curlDecompressTo(url, tools, consume, signal, onResume) {
         return bytes;
     }
     catch (e) {
-        stop = true;
+        state.stop = true;
         curl.kill('SIGKILL');
         zstd.kill('SIGKILL');
         input.destroy();
-        if (consumeError !== undefined || signal?.aborted)
-            throw consumeError ?? e;
+        if (state.consumeError !== undefined || signal?.aborted)
+            throw state.consumeError ?? e;
         const code = await zstdExit;
         // A corrupt stream makes zstd fail and curl then fail to write: zstd's message is the one that explains.
         if (code !== 0 && zstdErr.trim() !== '')

@@ -13,7 +13,7 @@
 import { execFile, spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { TransientError } from '../errors.js';
-import { download } from './entry-stream.js';
+import { download, drainTo, type DrainState } from './entry-stream.js';
 
 const MARK = 'flake-ci-curl';
 
@@ -118,8 +118,7 @@ export async function curlDecompressTo(
     curl.on('close', (code) => resolve(code));
   });
 
-  let stop = false;
-  let consumeError: unknown;
+  const state: DrainState = { stop: false };
   const fetched = (async () => {
     const code = await curlExit;
     const out = curlOutcome(curlErr);
@@ -132,7 +131,7 @@ export async function curlDecompressTo(
         throw new TransientError(`downloading the cache entry failed: ${why}`);
       onResume?.(why, bytes);
       for await (const chunk of download(url, signal, bytes)) {
-        if (stop) break;
+        if (state.stop) break;
         bytes += chunk.length;
         await write(input, chunk);
       }
@@ -140,18 +139,7 @@ export async function curlDecompressTo(
     input.end();
     return bytes;
   })();
-  const drained = (async () => {
-    for await (const chunk of zstd.stdout) {
-      if (stop) continue;
-      try {
-        const wait = consume(chunk as Buffer);
-        if (wait) await wait; // the consumer asked to wait before reading on
-      } catch (e) {
-        consumeError = e;
-        throw e;
-      }
-    }
-  })();
+  const drained = drainTo(zstd.stdout, consume, state);
   // Whichever fails first decides; the other is abandoned, never left to reject unhandled.
   fetched.catch(() => undefined);
   drained.catch(() => undefined);
@@ -161,11 +149,11 @@ export async function curlDecompressTo(
     if (code !== 0) throw new TransientError(`zstd could not decompress the cache entry: ${zstdErr.trim() || code}`);
     return bytes;
   } catch (e) {
-    stop = true;
+    state.stop = true;
     curl.kill('SIGKILL');
     zstd.kill('SIGKILL');
     input.destroy();
-    if (consumeError !== undefined || signal?.aborted) throw consumeError ?? e;
+    if (state.consumeError !== undefined || signal?.aborted) throw state.consumeError ?? e;
     const code = await zstdExit;
     // A corrupt stream makes zstd fail and curl then fail to write: zstd's message is the one that explains.
     if (code !== 0 && zstdErr.trim() !== '')

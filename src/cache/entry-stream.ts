@@ -203,6 +203,33 @@ export async function* download(url: string, signal?: AbortSignal, from = 0): As
   }
 }
 
+/** What stops a decompressing pipeline, and the consumer's first error (which wins over what it caused). */
+export interface DrainState {
+  stop: boolean;
+  consumeError?: unknown;
+}
+
+/**
+ * Hands each decompressed chunk of `source` to `consume`, waiting when it returns a promise (it asked to wait before
+ * reading on). A consume error is kept in `state` and ends the drain; after `state.stop` chunks are only discarded.
+ */
+export async function drainTo(
+  source: AsyncIterable<unknown>,
+  consume: (chunk: Buffer) => void | Promise<void>,
+  state: DrainState,
+): Promise<void> {
+  for await (const chunk of source) {
+    if (state.stop) continue;
+    try {
+      const wait = consume(chunk as Buffer);
+      if (wait) await wait;
+    } catch (e) {
+      state.consumeError = e;
+      throw e;
+    }
+  }
+}
+
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 
@@ -238,8 +265,7 @@ export async function decompressTo(
   const exited = child ? new Promise<number | null>((r) => child.on('close', (code) => r(code))) : undefined;
   child?.on('error', () => undefined); // reported through `exited` and the pipes
 
-  let stop = false;
-  let consumeError: unknown;
+  const state: DrainState = { stop: false };
   const write = (b: Buffer) =>
     new Promise<void>((resolve, reject) => {
       if (sink.write(b)) return resolve();
@@ -249,24 +275,13 @@ export async function decompressTo(
     });
   const feed = (async () => {
     await write(head);
-    for (let r = await it.next(); !r.done && !stop; r = await it.next()) {
+    for (let r = await it.next(); !r.done && !state.stop; r = await it.next()) {
       bytes += r.value.length;
       await write(r.value);
     }
     sink.end();
   })();
-  const drain = (async () => {
-    for await (const chunk of source) {
-      if (stop) continue;
-      try {
-        const wait = consume(chunk as Buffer);
-        if (wait) await wait; // the consumer asked to wait before reading on
-      } catch (e) {
-        consumeError = e;
-        throw e;
-      }
-    }
-  })();
+  const drain = drainTo(source, consume, state);
   // Whichever fails first decides; the other is abandoned, never left to reject unhandled.
   feed.catch(() => undefined);
   drain.catch(() => undefined);
@@ -276,11 +291,12 @@ export async function decompressTo(
     if (code !== 0) throw new TransientError(`zstd could not decompress the cache entry: ${stderr.trim() || code}`);
     return bytes;
   } catch (e) {
-    stop = true;
+    state.stop = true;
     child?.kill('SIGKILL');
     gunzip?.destroy();
     void it.return?.(undefined)?.catch(() => undefined);
-    if (consumeError !== undefined || e instanceof TransientError || signal?.aborted) throw consumeError ?? e;
+    if (state.consumeError !== undefined || e instanceof TransientError || signal?.aborted)
+      throw state.consumeError ?? e;
     if (exited) await exited;
     const why = stderr.trim() || (e as Error).message;
     throw new TransientError(`the cache entry could not be decompressed: ${why}`);
