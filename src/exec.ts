@@ -4,7 +4,24 @@
  * `silent: true` because its own echo of the command line would bypass the platform.
  */
 import * as actionsExec from '@actions/exec';
+import { accessSync, constants } from 'node:fs';
+import * as path from 'node:path';
 import type { Platform } from './platform/types.js';
+
+/** The executable `name` on a PATH value (absolute directories only: a relative entry depends on the cwd). */
+export function findOnPath(name: string, pathVar: string | undefined): string | undefined {
+  for (const dir of (pathVar ?? '').split(path.delimiter)) {
+    if (!path.isAbsolute(dir)) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
 
 export interface RunOptions {
   cwd?: string;

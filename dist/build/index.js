@@ -40679,6 +40679,24 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
  * `silent: true` because its own echo of the command line would bypass the platform.
  */
 
+
+
+/** The executable `name` on a PATH value (absolute directories only: a relative entry depends on the cwd). */
+function findOnPath(name, pathVar) {
+    for (const dir of (pathVar ?? '').split(external_node_path_namespaceObject.delimiter)) {
+        if (!external_node_path_namespaceObject.isAbsolute(dir))
+            continue;
+        const file = external_node_path_namespaceObject.join(dir, name);
+        try {
+            (0,external_node_fs_namespaceObject.accessSync)(file, external_node_fs_namespaceObject.constants.X_OK);
+            return file;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
 class CommandError extends Error {
     command;
     result;
@@ -40788,6 +40806,11 @@ function nixFeatures(v) {
 
 
 /** The experimental features every `nix` call enables; older Nix versions refuse the new CLI without them. */
+/** The directory of the first `nix` on the job's PATH (install-nix put it there; nix-store & co. sit beside it). */
+function nixBinOnPath(p) {
+    const nix = findOnPath('nix', p.env('PATH'));
+    return nix === undefined ? undefined : external_node_path_namespaceObject.dirname(nix);
+}
 const EXPERIMENTAL_FEATURES = 'nix-command flakes';
 class NixCommand {
     bin;
@@ -42020,14 +42043,24 @@ function evalExpression(attr, rest) {
         'in',
         '  if !(builtins.isAttrs d && (d.type or null) == "derivation") then',
         `    throw ("flake-ci: " + ${nixString(attr)} + " is not a derivation (it is " + builtins.typeOf d + ")")`,
-        '  else {',
-        '    drvPath = d.drvPath;',
-        '    name = d.name or "";',
-        '    system = d.system or "";',
-        '    outputs = builtins.listToAttrs (map (o: { name = o; value = d.${o}.outPath; }) (d.outputs or [ "out" ]));',
-        '    features = list (d.requiredSystemFeatures or [ ]);',
-        '  }',
+        '  else',
+        ...drvInfoFields('d', '  '),
     ].join('\n');
+}
+/**
+ * The attribute set of DrvInfo fields of derivation `d` (uses `list` from the enclosing let), as lines indented by
+ * `indent`; shared by the single and the batch expressions so both report the same fields.
+ */
+function drvInfoFields(d, indent) {
+    return [
+        `${indent}{`,
+        `${indent}  drvPath = ${d}.drvPath;`,
+        `${indent}  name = ${d}.name or "";`,
+        `${indent}  system = ${d}.system or "";`,
+        `${indent}  outputs = builtins.listToAttrs (map (o: { name = o; value = ${d}.\${o}.outPath; }) (${d}.outputs or [ "out" ]));`,
+        `${indent}  features = list (${d}.requiredSystemFeatures or [ ]);`,
+        `${indent}}`,
+    ];
 }
 function parseDrvInfo(stdout) {
     const v = JSON.parse(stdout);
@@ -42122,13 +42155,9 @@ function batchExpression(items) {
         '  list = v: if builtins.isList v then map toString v else [ ];',
         '  info = d:',
         '    if !(builtins.isAttrs d && (d.type or null) == "derivation") then throw "flake-ci: not a derivation"',
-        '    else {',
-        '      drvPath = d.drvPath;',
-        '      name = d.name or "";',
-        '      system = d.system or "";',
-        '      outputs = builtins.listToAttrs (map (o: { name = o; value = d.${o}.outPath; }) (d.outputs or [ "out" ]));',
-        '      features = list (d.requiredSystemFeatures or [ ]);',
-        '    };',
+        '    else',
+        ...drvInfoFields('d', '    '),
+        '  ;',
         '  one = d: let r = builtins.tryEval (let v = info d; in builtins.deepSeq v v); in if r.success then r.value else null;',
         'in {',
     ];
@@ -51453,20 +51482,12 @@ async function collectVmArtifacts(platform, results, dir, opts = {}) {
 
 
 
-/** The first `nix` on the job's PATH (install-nix put it there); its directory also holds nix-store & co. */
-async function nixBinDir(p) {
-    for (const dir of (p.env('PATH') ?? '').split(external_node_path_namespaceObject.delimiter)) {
-        if (!external_node_path_namespaceObject.isAbsolute(dir))
-            continue;
-        try {
-            await (0,promises_namespaceObject.access)(external_node_path_namespaceObject.join(dir, 'nix'), promises_namespaceObject.constants.X_OK);
-            return dir;
-        }
-        catch {
-            // not here
-        }
-    }
-    throw new errors_InputError('No nix on PATH: run install-nix (or another Nix installer) in an earlier step.');
+/** The directory of the job's nix (see nixBinOnPath). */
+function nixBinDir(p) {
+    const bin = nixBinOnPath(p);
+    if (bin === undefined)
+        throw new errors_InputError('No nix on PATH: run install-nix (or another Nix installer) in an earlier step.');
+    return bin;
 }
 /** flake.lock lint of a local flake. Returns true when strict mode found something (the step fails at the end). */
 async function lint(p, inputs) {
@@ -51491,7 +51512,7 @@ async function lint(p, inputs) {
  * nix process). setupBuilders saves its own state for the post step, which removes the key it wrote.
  */
 async function nixWithBuilders(p, inputs) {
-    const bin = await nixBinDir(p);
+    const bin = nixBinDir(p);
     const setup = await setupBuilders(p, {
         builders: inputs.builders,
         sshKey: inputs.buildersSshKey,
@@ -51588,7 +51609,7 @@ async function buildMode(p, inputs, started) {
 }
 async function matrixMode(p, inputs) {
     const lintFailed = await lint(p, inputs);
-    const nix = await NixCommand.detect(p, await nixBinDir(p));
+    const nix = await NixCommand.detect(p, nixBinDir(p));
     const dir = external_node_path_namespaceObject.join(p.runner.temp, 'flake-ci-build');
     await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
     const plan = await runMatrixMode(p, nix, { ...engineOptions(inputs), cwd: p.runner.workspace }, {

@@ -32457,6 +32457,24 @@ var cache_post_exec = __nccwpck_require__(7187);
  * `silent: true` because its own echo of the command line would bypass the platform.
  */
 
+
+
+/** The executable `name` on a PATH value (absolute directories only: a relative entry depends on the cwd). */
+function exec_findOnPath(name, pathVar) {
+    for (const dir of (pathVar ?? '').split(external_node_path_.delimiter)) {
+        if (!external_node_path_.isAbsolute(dir))
+            continue;
+        const file = external_node_path_.join(dir, name);
+        try {
+            (0,external_node_fs_.accessSync)(file, external_node_fs_.constants.X_OK);
+            return file;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
 class CommandError extends Error {
     command;
     result;
@@ -32566,6 +32584,11 @@ function nixFeatures(v) {
 
 
 /** The experimental features every `nix` call enables; older Nix versions refuse the new CLI without them. */
+/** The directory of the first `nix` on the job's PATH (install-nix put it there; nix-store & co. sit beside it). */
+function command_nixBinOnPath(p) {
+    const nix = findOnPath('nix', p.env('PATH'));
+    return nix === undefined ? undefined : path.dirname(nix);
+}
 const EXPERIMENTAL_FEATURES = 'nix-command flakes';
 class command_NixCommand {
     bin;
@@ -34179,7 +34202,6 @@ var external_node_zlib_ = __nccwpck_require__(8522);
 
 
 
-
 /** @actions/cache's `versionSalt` (internal/cacheUtils.js). */
 const VERSION_SALT = '1.0';
 const SERVICE = 'github.actions.results.api.v1.CacheService';
@@ -34189,24 +34211,8 @@ function cacheVersion(paths, compression) {
         .update([...paths, compression, VERSION_SALT].join('|'))
         .digest('hex');
 }
-/** The executable `name` on PATH (absolute directories only), if any. */
-function findOnPath(name, pathVar) {
-    for (const dir of (pathVar ?? '').split(':')) {
-        if (!external_node_path_.isAbsolute(dir))
-            continue;
-        const file = external_node_path_.join(dir, name);
-        try {
-            (0,external_node_fs_.accessSync)(file, external_node_fs_.constants.X_OK);
-            return file;
-        }
-        catch {
-            // not here
-        }
-    }
-    return undefined;
-}
 /** The `zstd` executable on PATH, if any: @actions/cache compresses with zstd exactly when there is one. */
-const findZstd = (pathVar) => findOnPath('zstd', pathVar);
+const findZstd = (pathVar) => exec_findOnPath('zstd', pathVar);
 /**
  * Whether restores may bypass @actions/cache's download-then-extract: only against the v2 service (not GHES, which
  * speaks v1) and when the runner's cache mode allows reads; otherwise the library's own restore is used.
@@ -35038,6 +35044,7 @@ function restore_stream_exists(p) {
 
 
 
+
 /** Decompressed bytes kept in memory at most while the store listing is still running. */
 const MAX_QUEUED = 64 * 1024 * 1024;
 /** Thrown when an entry holds no bundle of ours (another tool's entry under our key?): nothing was written. */
@@ -35061,7 +35068,7 @@ class GitHubRestore {
         this.signal = signal;
         this.zstd = findZstd(p.env('PATH'));
         this.streaming = canStream(p);
-        const curl = this.zstd && this.streaming ? findOnPath('curl', p.env('PATH')) : undefined;
+        const curl = this.zstd && this.streaming ? exec_findOnPath('curl', p.env('PATH')) : undefined;
         this.curl = curl
             ? usableCurl(curl).then((ok) => {
                 if (!ok)
@@ -36056,7 +36063,6 @@ function storeBackend(url) {
 
 
 
-
 /** `auto`: the CI's own cache (GitHub when its cache service is there, GitLab on GitLab), else `store-url`. */
 function chooseBackend(p, inputs) {
     const onGitLab = p.name === 'gitlab' || p.env('GITLAB_CI') === 'true';
@@ -36081,17 +36087,9 @@ function chooseBackend(p, inputs) {
 }
 /** The first `nix` on the job's PATH (install-nix put it there); its directory also holds nix-store & co. */
 async function resolveNix(p) {
-    for (const dir of (p.env('PATH') ?? '').split(':')) {
-        if (!path.isAbsolute(dir))
-            continue;
-        try {
-            await access(path.join(dir, 'nix'), constants.X_OK);
-        }
-        catch {
-            continue;
-        }
-        return NixCommand.detect(p, dir);
-    }
+    const bin = nixBinOnPath(p);
+    if (bin !== undefined)
+        return NixCommand.detect(p, bin);
     throw new InputError('No nix on PATH: run install-nix (or another Nix installer) before the cache action.');
 }
 /**

@@ -32117,6 +32117,24 @@ const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createReq
  * `silent: true` because its own echo of the command line would bypass the platform.
  */
 
+
+
+/** The executable `name` on a PATH value (absolute directories only: a relative entry depends on the cwd). */
+function findOnPath(name, pathVar) {
+    for (const dir of (pathVar ?? '').split(path.delimiter)) {
+        if (!path.isAbsolute(dir))
+            continue;
+        const file = path.join(dir, name);
+        try {
+            accessSync(file, constants.X_OK);
+            return file;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
 class CommandError extends Error {
     command;
     result;

@@ -32397,8 +32397,6 @@ function renderSummary(report, maxBytes = SUMMARY_MAX_BYTES) {
     return capped ? out + closing : out;
 }
 
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 ;// CONCATENATED MODULE: ./src/exec.ts
 /**
  * Spawning programs: always an argument array (untrusted strings never reach a shell), output captured and, when
@@ -32406,6 +32404,24 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
  * `silent: true` because its own echo of the command line would bypass the platform.
  */
 
+
+
+/** The executable `name` on a PATH value (absolute directories only: a relative entry depends on the cwd). */
+function findOnPath(name, pathVar) {
+    for (const dir of (pathVar ?? '').split(external_node_path_namespaceObject.delimiter)) {
+        if (!external_node_path_namespaceObject.isAbsolute(dir))
+            continue;
+        const file = external_node_path_namespaceObject.join(dir, name);
+        try {
+            (0,external_node_fs_namespaceObject.accessSync)(file, external_node_fs_namespaceObject.constants.X_OK);
+            return file;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
 class CommandError extends Error {
     command;
     result;
@@ -32515,6 +32531,11 @@ function nixFeatures(v) {
 
 
 /** The experimental features every `nix` call enables; older Nix versions refuse the new CLI without them. */
+/** The directory of the first `nix` on the job's PATH (install-nix put it there; nix-store & co. sit beside it). */
+function nixBinOnPath(p) {
+    const nix = findOnPath('nix', p.env('PATH'));
+    return nix === undefined ? undefined : external_node_path_namespaceObject.dirname(nix);
+}
 const EXPERIMENTAL_FEATURES = 'nix-command flakes';
 class NixCommand {
     bin;
@@ -33284,21 +33305,10 @@ function unique(items) {
 
 
 
-
-async function nixOnPath(p) {
-    for (const dir of (p.env('PATH') ?? '').split(':')) {
-        if (!dir)
-            continue;
-        const ok = await (0,promises_namespaceObject.access)(external_node_path_namespaceObject.join(dir, 'nix'), promises_namespaceObject.constants.X_OK).then(() => true, () => false);
-        if (ok)
-            return dir;
-    }
-    return undefined;
-}
 async function resolveImage(p, image) {
     if (image.kind === 'path')
         return external_node_path_namespaceObject.resolve(image.path);
-    const bin = await nixOnPath(p);
+    const bin = nixBinOnPath(p);
     if (!bin)
         throw new errors_InputError(`Input 'image' is the flake attribute '${image.installable}', but there is no 'nix' on PATH to build it: ` +
             'run install-nix in an earlier step, or give the path of an image that is already built.');
@@ -34680,6 +34690,8 @@ async function* blocks(raw, codec, { chunkSize, parallelism, pool }, stats, sett
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/archive/tar.ts

@@ -14,7 +14,7 @@
 import type { NixCommand } from '../nix/command.js';
 import { formatAttrPath, nixSelect, nixString } from './attr-path.js';
 import type { DrvInfo, EvalOutcome, EvaluateOptions } from './evaluate.js';
-import { evaluateAttr, NO_EVAL_CACHE, parseDrvInfo } from './evaluate.js';
+import { drvInfoFields, evaluateAttr, NO_EVAL_CACHE, parseDrvInfo } from './evaluate.js';
 import { mapLimit } from './pool.js';
 import type { SelectedAttr } from './select.js';
 
@@ -32,13 +32,9 @@ export function batchExpression(items: readonly SelectedAttr[]): string {
     '  list = v: if builtins.isList v then map toString v else [ ];',
     '  info = d:',
     '    if !(builtins.isAttrs d && (d.type or null) == "derivation") then throw "flake-ci: not a derivation"',
-    '    else {',
-    '      drvPath = d.drvPath;',
-    '      name = d.name or "";',
-    '      system = d.system or "";',
-    '      outputs = builtins.listToAttrs (map (o: { name = o; value = d.${o}.outPath; }) (d.outputs or [ "out" ]));',
-    '      features = list (d.requiredSystemFeatures or [ ]);',
-    '    };',
+    '    else',
+    ...drvInfoFields('d', '    '),
+    '  ;',
     '  one = d: let r = builtins.tryEval (let v = info d; in builtins.deepSeq v v); in if r.success then r.value else null;',
     'in {',
   ];

@@ -60,14 +60,25 @@ export function evalExpression(attr: string, rest: readonly string[]): string {
     'in',
     '  if !(builtins.isAttrs d && (d.type or null) == "derivation") then',
     `    throw ("flake-ci: " + ${nixString(attr)} + " is not a derivation (it is " + builtins.typeOf d + ")")`,
-    '  else {',
-    '    drvPath = d.drvPath;',
-    '    name = d.name or "";',
-    '    system = d.system or "";',
-    '    outputs = builtins.listToAttrs (map (o: { name = o; value = d.${o}.outPath; }) (d.outputs or [ "out" ]));',
-    '    features = list (d.requiredSystemFeatures or [ ]);',
-    '  }',
+    '  else',
+    ...drvInfoFields('d', '  '),
   ].join('\n');
+}
+
+/**
+ * The attribute set of DrvInfo fields of derivation `d` (uses `list` from the enclosing let), as lines indented by
+ * `indent`; shared by the single and the batch expressions so both report the same fields.
+ */
+export function drvInfoFields(d: string, indent: string): string[] {
+  return [
+    `${indent}{`,
+    `${indent}  drvPath = ${d}.drvPath;`,
+    `${indent}  name = ${d}.name or "";`,
+    `${indent}  system = ${d}.system or "";`,
+    `${indent}  outputs = builtins.listToAttrs (map (o: { name = o; value = ${d}.\${o}.outPath; }) (${d}.outputs or [ "out" ]));`,
+    `${indent}  features = list (${d}.requiredSystemFeatures or [ ]);`,
+    `${indent}}`,
+  ];
 }
 
 export function parseDrvInfo(stdout: string): DrvInfo {

@@ -4,10 +4,10 @@
  * `publish` (report a results file an earlier, less privileged run wrote, e.g. from a fork's pull request).
  * The engine does the work; this file only wires inputs, the feature modules and the reports around it.
  */
-import { access, constants, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { InputError, errorMessage } from '../errors.js';
-import { NixCommand } from '../nix/command.js';
+import { NixCommand, nixBinOnPath } from '../nix/command.js';
 import type { Platform } from '../platform/types.js';
 import { detailsUrl, localFlake, reportSha } from './action-context.js';
 import { annotateResults, artifactsMarkdown, failureSummary } from './action-report.js';
@@ -20,18 +20,12 @@ import { publishResults, readResultsFile, renderBuildSummary, type ReportOutcome
 import { countResults, junitXml, resultsJson, type AttrResult, type Counts } from './results.js';
 import { collectVmArtifacts, prepareVmTests } from './vm.js';
 
-/** The first `nix` on the job's PATH (install-nix put it there); its directory also holds nix-store & co. */
-async function nixBinDir(p: Platform): Promise<string> {
-  for (const dir of (p.env('PATH') ?? '').split(path.delimiter)) {
-    if (!path.isAbsolute(dir)) continue;
-    try {
-      await access(path.join(dir, 'nix'), constants.X_OK);
-      return dir;
-    } catch {
-      // not here
-    }
-  }
-  throw new InputError('No nix on PATH: run install-nix (or another Nix installer) in an earlier step.');
+/** The directory of the job's nix (see nixBinOnPath). */
+function nixBinDir(p: Platform): string {
+  const bin = nixBinOnPath(p);
+  if (bin === undefined)
+    throw new InputError('No nix on PATH: run install-nix (or another Nix installer) in an earlier step.');
+  return bin;
 }
 
 /** flake.lock lint of a local flake. Returns true when strict mode found something (the step fails at the end). */
@@ -59,7 +53,7 @@ async function lint(p: Platform, inputs: BuildInputs): Promise<boolean> {
  * nix process). setupBuilders saves its own state for the post step, which removes the key it wrote.
  */
 async function nixWithBuilders(p: Platform, inputs: BuildInputs): Promise<{ nix: NixCommand; extraArgs: string[] }> {
-  const bin = await nixBinDir(p);
+  const bin = nixBinDir(p);
   const setup = await setupBuilders(p, {
     builders: inputs.builders,
     sshKey: inputs.buildersSshKey,
@@ -182,7 +176,7 @@ async function buildMode(p: Platform, inputs: BuildInputs, started: number): Pro
 
 async function matrixMode(p: Platform, inputs: BuildInputs): Promise<void> {
   const lintFailed = await lint(p, inputs);
-  const nix = await NixCommand.detect(p, await nixBinDir(p));
+  const nix = await NixCommand.detect(p, nixBinDir(p));
   const dir = path.join(p.runner.temp, 'flake-ci-build');
   await mkdir(dir, { recursive: true });
   const plan = await runMatrixMode(

@@ -13,12 +13,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import * as path from 'node:path';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { TransientError } from '../errors.js';
+import { findOnPath } from '../exec.js';
 import type { Platform } from '../platform/types.js';
 
 export type Compression = 'zstd-without-long' | 'gzip';
@@ -31,21 +30,6 @@ export function cacheVersion(paths: readonly string[], compression: Compression)
   return createHash('sha256')
     .update([...paths, compression, VERSION_SALT].join('|'))
     .digest('hex');
-}
-
-/** The executable `name` on PATH (absolute directories only), if any. */
-export function findOnPath(name: string, pathVar: string | undefined): string | undefined {
-  for (const dir of (pathVar ?? '').split(':')) {
-    if (!path.isAbsolute(dir)) continue;
-    const file = path.join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
 }
 
 /** The `zstd` executable on PATH, if any: @actions/cache compresses with zstd exactly when there is one. */

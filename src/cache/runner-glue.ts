@@ -3,10 +3,9 @@
  * whether this job may write to the cache at all.
  */
 import { randomBytes } from 'node:crypto';
-import { access, constants, readFile } from 'node:fs/promises';
-import * as path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { InputError } from '../errors.js';
-import { NixCommand } from '../nix/command.js';
+import { NixCommand, nixBinOnPath } from '../nix/command.js';
 import type { Platform } from '../platform/types.js';
 import type { Backend } from './backend.js';
 import { githubAvailable, githubBackend } from './github-backend.js';
@@ -37,15 +36,8 @@ export function chooseBackend(p: Platform, inputs: Pick<CacheInputs, 'backend' |
 
 /** The first `nix` on the job's PATH (install-nix put it there); its directory also holds nix-store & co. */
 export async function resolveNix(p: Platform): Promise<NixCommand> {
-  for (const dir of (p.env('PATH') ?? '').split(':')) {
-    if (!path.isAbsolute(dir)) continue;
-    try {
-      await access(path.join(dir, 'nix'), constants.X_OK);
-    } catch {
-      continue;
-    }
-    return NixCommand.detect(p, dir);
-  }
+  const bin = nixBinOnPath(p);
+  if (bin !== undefined) return NixCommand.detect(p, bin);
   throw new InputError('No nix on PATH: run install-nix (or another Nix installer) before the cache action.');
 }
 

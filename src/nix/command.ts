@@ -3,7 +3,7 @@
  * from users and must never pass through a shell.
  */
 import * as path from 'node:path';
-import { run, type RunOptions, type RunResult } from '../exec.js';
+import { findOnPath, run, type RunOptions, type RunResult } from '../exec.js';
 import type { Platform } from '../platform/types.js';
 import { nixFeatures, parseNixVersion, PATH_INFO_JSON_FORMAT, type NixFeatures, type NixVersion } from './version.js';
 
@@ -17,6 +17,12 @@ export interface NixCommandOptions {
 }
 
 /** The experimental features every `nix` call enables; older Nix versions refuse the new CLI without them. */
+/** The directory of the first `nix` on the job's PATH (install-nix put it there; nix-store & co. sit beside it). */
+export function nixBinOnPath(p: Platform): string | undefined {
+  const nix = findOnPath('nix', p.env('PATH'));
+  return nix === undefined ? undefined : path.dirname(nix);
+}
+
 export const EXPERIMENTAL_FEATURES = 'nix-command flakes';
 
 export class NixCommand {

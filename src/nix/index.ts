@@ -10,7 +10,7 @@ export {
   type NixFeatures,
   type NixVersion,
 } from './version.js';
-export { EXPERIMENTAL_FEATURES, NixCommand, type NixCommandOptions } from './command.js';
+export { EXPERIMENTAL_FEATURES, NixCommand, nixBinOnPath, type NixCommandOptions } from './command.js';
 export { hashString, parsePathInfo, type PathInfo } from './path-info.js';
 export { outPaths, parseBuildOutputs, parsePrintOutPaths, type BuildOutput } from './build-outputs.js';
 export {

@@ -2,29 +2,16 @@
  * The `image` input as a path: a flake attribute is built with the Nix on PATH (install-nix puts it there), asking
  * for the output path the way that version can print it: `--print-out-paths` from Nix 2.9, `--json` before.
  */
-import { access, constants } from 'node:fs/promises';
 import * as path from 'node:path';
 import { CommandError } from '../exec.js';
 import { InputError, errorMessage } from '../errors.js';
-import { NixCommand, outPaths, parseBuildOutputs, parsePrintOutPaths } from '../nix/index.js';
+import { NixCommand, nixBinOnPath, outPaths, parseBuildOutputs, parsePrintOutPaths } from '../nix/index.js';
 import type { Platform } from '../platform/types.js';
 import type { ImageInput } from './inputs.js';
 
-async function nixOnPath(p: Platform): Promise<string | undefined> {
-  for (const dir of (p.env('PATH') ?? '').split(':')) {
-    if (!dir) continue;
-    const ok = await access(path.join(dir, 'nix'), constants.X_OK).then(
-      () => true,
-      () => false,
-    );
-    if (ok) return dir;
-  }
-  return undefined;
-}
-
 export async function resolveImage(p: Platform, image: ImageInput): Promise<string> {
   if (image.kind === 'path') return path.resolve(image.path);
-  const bin = await nixOnPath(p);
+  const bin = nixBinOnPath(p);
   if (!bin)
     throw new InputError(
       `Input 'image' is the flake attribute '${image.installable}', but there is no 'nix' on PATH to build it: ` +

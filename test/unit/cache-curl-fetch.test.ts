@@ -17,7 +17,8 @@ import {
   curlVersionOk,
   usableCurl,
 } from '../../src/cache/curl-fetch.js';
-import { decompressTo, download, findOnPath } from '../../src/cache/entry-stream.js';
+import { decompressTo, download } from '../../src/cache/entry-stream.js';
+import { findOnPath } from '../../src/exec.js';
 
 const PATH = '/usr/local/bin:/usr/bin:/bin';
 const curl = findOnPath('curl', PATH);
