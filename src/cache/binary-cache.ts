@@ -168,18 +168,10 @@ export async function importBinaryCache(nix: NixCommand, dir: string, opts: Impo
     else skipped.push({ path: p, reason: `it references ${missing}, which is neither in the cache nor available` });
   }
 
-  const trust =
-    keys.length > 0
-      ? ['--option', 'trusted-public-keys', keys.join(' '), '--option', 'require-sigs', 'true']
-      : opts.trustSource
-        ? ['--no-check-sigs']
-        : [];
   const ordered = [...importable];
   let failure: unknown;
   try {
-    for (const args of pathArgRuns(ordered)) {
-      await nix.run(['copy', '--no-recursive', ...trust, '--from', fileStoreUrl(dir), ...args]);
-    }
+    await copyFromBinaryCache(nix, dir, ordered, opts);
   } catch (e) {
     failure = e;
   }
@@ -193,6 +185,27 @@ export async function importBinaryCache(nix: NixCommand, dir: string, opts: Impo
     );
   }
   return result;
+}
+
+/**
+ * `nix copy` of exactly `paths` (in dependency order; references outside them must be valid already) from the binary
+ * cache `dir`, with the signature policy of `opts` (see ImportOptions). Throws what Nix said on a failure.
+ */
+export async function copyFromBinaryCache(
+  nix: NixCommand,
+  dir: string,
+  paths: readonly string[],
+  opts: ImportOptions,
+): Promise<void> {
+  const keys = opts.trustedPublicKeys ?? [];
+  const trust =
+    keys.length > 0
+      ? ['--option', 'trusted-public-keys', keys.join(' '), '--option', 'require-sigs', 'true']
+      : opts.trustSource
+        ? ['--no-check-sigs']
+        : [];
+  for (const args of pathArgRuns(paths))
+    await nix.run(['copy', '--no-recursive', ...trust, '--from', fileStoreUrl(dir), ...args]);
 }
 
 /** The `error:` lines of Nix's output (with their continuation lines), without the progress chatter. */

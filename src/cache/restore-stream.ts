@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import type { NixCommand } from '../nix/command.js';
 import { ImportError, importBinaryCache, type ImportResult } from './binary-cache.js';
 import type { BundleHandler, BundleHeader } from './bundle.js';
+import { ImportPipeline } from './import-pipeline.js';
 import { STORE_DIR, StoreSink, reginfoRecord, removeTree, type LocalStore } from './local-store.js';
 import { parseSha256, toNix32 } from './nar.js';
 import { narinfoFileName, type Narinfo } from './narinfo.js';
@@ -52,6 +53,8 @@ export class StreamRestore {
   private readonly available = new Set<string>();
   private sink: StoreSink | undefined;
   private rawFd: number | undefined;
+  /** Through Nix: imports what has arrived while the rest downloads (import-pipeline.ts). */
+  private readonly pipeline: ImportPipeline | undefined;
 
   constructor(
     private readonly nix: NixCommand,
@@ -63,7 +66,11 @@ export class StreamRestore {
   ) {
     this.keys = publicKeyObjects(opts.trustedPublicKeys);
     this.direct = local !== undefined && (this.keys.size > 0 || opts.trustSource);
-    if (!this.direct) mkdirSync(path.join(cacheDir, 'nar'), { recursive: true });
+    if (!this.direct) {
+      mkdirSync(path.join(cacheDir, 'nar'), { recursive: true });
+      const trust = { trustedPublicKeys: opts.trustedPublicKeys, trustSource: opts.trustSource };
+      this.pipeline = new ImportPipeline(nix, cacheDir, trust, valid, (m) => nix.platform?.log('debug', m));
+    }
   }
 
   private target(p: string): string {
@@ -116,8 +123,10 @@ export class StreamRestore {
         if (!this.direct) {
           closeSync(this.rawFd as number);
           this.rawFd = undefined;
-          if (ok) this.writeNarinfo(i, info);
-          else this.refused.push({ path: cur.path, reason: 'its NAR does not match the hash in its narinfo' });
+          if (ok) {
+            this.writeNarinfo(i, info);
+            this.pipeline?.add(info.storePath, info.references);
+          } else this.refused.push({ path: cur.path, reason: 'its NAR does not match the hash in its narinfo' });
           return;
         }
         if (!ok) {
@@ -160,6 +169,7 @@ export class StreamRestore {
 
   /** Removes what was written and not registered (after a failure or a time limit); safe to call twice. */
   abort(): void {
+    this.pipeline?.stop();
     this.sink?.close();
     if (this.rawFd !== undefined) closeSync(this.rawFd);
     this.rawFd = undefined;
@@ -179,7 +189,22 @@ export class StreamRestore {
       this.written.delete(p);
     }
     if (!this.direct) {
-      const res = await importBinaryCache(this.nix, this.cacheDir, this.opts);
+      await this.pipeline?.drain();
+      signal?.throwIfAborted();
+      if (this.pipeline?.complete) {
+        const res = this.outcome(this.pipeline.imported, []);
+        if (this.refused.length > 0) throw refusedError(this.refused, res);
+        return res;
+      }
+      const final = await importBinaryCache(this.nix, this.cacheDir, this.opts);
+      // What the pipeline imported, the final import found already valid: it counts as imported here.
+      const late = new Set(final.imported);
+      const early = (this.pipeline?.imported ?? []).filter((p) => !late.has(p));
+      const res = {
+        ...final,
+        alreadyValid: final.alreadyValid - early.length,
+        imported: [...early, ...final.imported],
+      };
       if (this.refused.length > 0) throw refusedError(this.refused, { ...res, skipped: [...res.skipped] });
       return res;
     }
@@ -221,14 +246,16 @@ export class StreamRestore {
     for (const p of importable) this.written.delete(p);
     await this.copySignatures(importable);
     const result: StreamRestoreResult = {
-      available: this.available.size,
-      alreadyValid: [...this.available].filter((p) => this.valid.has(p)).length,
-      imported: importable,
-      skipped,
+      ...this.outcome(importable, skipped),
       validAfter: new Set([...this.valid, ...importable]),
     };
     if (this.refused.length > 0) throw refusedError(this.refused, result);
     return result;
+  }
+
+  private outcome(imported: string[], skipped: ImportResult['skipped']): ImportResult {
+    const alreadyValid = [...this.available].filter((p) => this.valid.has(p)).length;
+    return { available: this.available.size, alreadyValid, imported, skipped };
   }
 
   /** `--load-db` records no signatures: `nix store copy-sigs` reads them from the narinfos we were given. */

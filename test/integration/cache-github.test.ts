@@ -15,6 +15,7 @@ import {
   cacheJob,
   callsSince,
   countFixtures,
+  daemonSetup,
   NIX_VERSIONS,
   nixKeyPair,
   recordedText,
@@ -104,6 +105,22 @@ describe.each(NIX_VERSIONS)('actions/cache (github backend) with $name', ({ bin 
     expect(visible(r.post)).toContain('the exact key was restored and nothing new was added');
     expect(callsSince(svc, from, 'CreateCacheEntry')).toHaveLength(0);
     // How fast this is belongs to bench/cache.mjs (goal <= 0.5 s); here: nothing created, nothing uploaded.
+  });
+
+  it('restores the chain into a store behind nix-daemon (multi-user) through Nix, and builds nothing', async () => {
+    const r = await job({
+      workspace: workspaces.one,
+      setup: daemonSetup(bin),
+      env: { NIX_REMOTE: 'daemon' },
+      steps: [buildNothing(fixture, 'rt', 30), countFixtures],
+    });
+    expect(r.main.outputs).toMatchObject({ hit: 'exact', 'restored-key': second.key, 'paths-restored': '30' });
+    // Not written by the job itself: the daemon imported them (nix copy), each NAR checked against its narinfo.
+    expect(r.main.stdout).toContain('Restoring through Nix');
+    expect(r.main.stdout).toMatch(/"copy" "--no-recursive" "--no-check-sigs" "--from" "file:\/\//);
+    expect(r.steps?.map((s) => s.exitCode)).toEqual([0, 0]);
+    expect(r.steps?.[1]?.stdout.trim()).toBe('30');
+    expect(r.post?.outputs).toEqual({ 'paths-saved': '0', 'bytes-up': '0' });
   });
 
   it('a new flake.lock hits partially, and records the chain so the next job hits exactly', async () => {
