@@ -238,6 +238,46 @@ try {
       if (LOG_DIR) writeFileSync(join(LOG_DIR, `daemon-restore-${i + 1}.log`), r.main.log);
       viaDaemon.push(r.main.durationMs);
     }
+    // The same store with the job run by a non-root user with password-less sudo (GitHub's runners): the restore
+    // runs as root through `sudo -n` and writes the store directly.
+    const asUser = join(scratch, 'node-as-runner');
+    writeFileSync(
+      asUser,
+      [
+        '#!/bin/bash',
+        'set -e',
+        'for d in "$RUNNER_TEMP" "$HOME" "$GITHUB_WORKSPACE"; do',
+        '  p=$d; while [ "$p" != / ]; do chmod o+x "$p"; p=$(dirname "$p"); done',
+        'done',
+        'chown -R 1001:1001 "$RUNNER_TEMP" "$HOME"',
+        `exec setpriv --reuid=1001 --regid=1001 --clear-groups -- ${q(process.execPath)} "$@"`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const sudoUser = [
+      'useradd -u 1001 -U -M -s /bin/sh runner',
+      `echo 'runner ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/flake-ci-bench`,
+      'chmod 0440 /etc/sudoers.d/flake-ci-bench',
+    ];
+    const viaSudo = [];
+    for (let i = 0; i < REPS; i++) {
+      const r = await b.runInNamespace(
+        {
+          action: 'cache',
+          distRoot,
+          node: asUser,
+          inputs: { key: 'bench', strict: 'true' },
+          env: env({ NIX_REMOTE: 'daemon' }),
+          steps: [],
+          dirs: { temp: TEMP },
+        },
+        fresh([...sudoUser, ...daemonStart]),
+      );
+      if (!r.main.ok || Number(r.main.outputs['paths-restored']) < count || !/Restoring as root/.test(r.main.log))
+        throw new Error(`sudo restore failed:\n${r.main.log}`);
+      viaSudo.push(r.main.durationMs);
+    }
 
     b.report(
       'cache-restore-vs-download-unpack',
@@ -250,6 +290,12 @@ try {
       med(viaDaemon),
       baseMs,
       'a store behind nix-daemon (multi-user): imported through `nix copy`; baseline as cache-restore',
+    );
+    b.report(
+      'cache-restore-daemon-sudo',
+      med(viaSudo),
+      baseMs,
+      'the same store, job run by a non-root user with password-less sudo: restored as root; baseline as cache-restore',
     );
     b.report(
       'cache-restore-vs-whole-nix',

@@ -35762,6 +35762,7 @@ async function saveToStore(nix, paths, opts) {
 
 const BACKENDS = ['auto', 'github', 'store', 'gitlab'];
 const SAVE_MODES = ['auto', 'always', 'never'];
+const SUDO_MODES = ['auto', 'never'];
 /** Longest `key` accepted: the GitHub service takes 512 characters, and entry keys append a suffix of up to ~80. */
 const MAX_KEY_LENGTH = 400;
 /** The GitHub service takes at most 10 keys per lookup: the primary key and 9 prefixes. */
@@ -35830,6 +35831,7 @@ function parseCacheInputs(p) {
         strict: getBoolean(p, 'strict', false),
         timeoutMs: getDuration(p, 'timeout', DEFAULT_TIMEOUT_MS),
         githubToken,
+        sudo: getEnum(p, 'sudo', SUDO_MODES, 'auto'),
     };
 }
 

@@ -35649,6 +35649,7 @@ async function saveToStore(nix, paths, opts) {
 
 const BACKENDS = ['auto', 'github', 'store', 'gitlab'];
 const SAVE_MODES = ['auto', 'always', 'never'];
+const SUDO_MODES = ['auto', 'never'];
 /** Longest `key` accepted: the GitHub service takes 512 characters, and entry keys append a suffix of up to ~80. */
 const MAX_KEY_LENGTH = 400;
 /** The GitHub service takes at most 10 keys per lookup: the primary key and 9 prefixes. */
@@ -35717,7 +35718,153 @@ function parseCacheInputs(p) {
         strict: getBoolean(p, 'strict', false),
         timeoutMs: getDuration(p, 'timeout', DEFAULT_TIMEOUT_MS),
         githubToken,
+        sudo: getEnum(p, 'sudo', SUDO_MODES, 'auto'),
     };
+}
+
+;// CONCATENATED MODULE: ./src/cache/root-restore.ts
+/**
+ * Restoring into a store behind nix-daemon as root, through `sudo -n`. On GitHub's runners the job's user is not
+ * root and install-nix sets up a multi-user store: the restore cannot write the store itself and imports through
+ * `nix copy` (import-pipeline.ts), 1.2 s against 0.75 s for the direct way on the 800-path benchmark. The same
+ * runners give that user password-less sudo, so the github backend's restore then runs in a root process started
+ * with `sudo -n` (never a prompt: no sudo, or one that wants a password, keeps the `nix copy` way), which writes the
+ * checked NARs straight into the store and registers them with `nix-store --load-db`, as a root job does. The `sudo`
+ * input (`auto`, `never`) turns this off.
+ *
+ * The root process is this same bundle with ROOT_RESTORE_FLAG; everything else, secrets included (the runtime token
+ * that the cache lookups need), travels as JSON on its stdin, never in argv, and sudo starts it with a clean
+ * environment. It answers with JSON lines on stdout (log lines, then the result); it writes nothing under the job's
+ * directories, so nothing root-owned is left there. A time limit of the step reaches it as SIGTERM (sudo relays it),
+ * and it then removes what it wrote and had not registered, as the restore in this process does.
+ */
+
+
+
+
+
+
+const ROOT_RESTORE_FLAG = '--flake-ci-restore-as-root';
+/** Marks our protocol lines on the root process's stdout (a library might print something else there). */
+const LINE_MARK = 'flake-ci-root-restore ';
+/** What the job's environment gives the root process (sudo starts it with a clean one). */
+const PASSED_ENV = [
+    'ACTIONS_CACHE_MODE',
+    'ACTIONS_CACHE_SERVICE_V2',
+    'ACTIONS_CACHE_URL',
+    'ACTIONS_RESULTS_URL',
+    'ACTIONS_RUNTIME_TOKEN',
+    'GITHUB_SERVER_URL',
+    'PATH',
+];
+const SUDO_CHECK_MS = 5000;
+/** `sudo -n true` succeeds: sudo is there and needs no password. */
+function sudoWorks(sudo) {
+    return new Promise((resolve) => {
+        (0,external_node_child_process_namespaceObject.execFile)(sudo, ['-n', 'true'], { timeout: SUDO_CHECK_MS }, (err) => resolve(!err));
+    });
+}
+/**
+ * Whether this restore should run as root: not root already, a store this process cannot write but root could (the
+ * default store, reached through the daemon), and a password-less `sudo`.
+ */
+async function rootRestoreUsable(p, nix, uid = process.getuid?.()) {
+    if (uid === undefined || uid === 0)
+        return false;
+    if (p.env('NIX_STORE_DIR') || p.env('NIX_STATE_DIR'))
+        return false;
+    const store = await storeSetting(nix).catch(() => undefined);
+    if (store === undefined || !['', 'auto', 'daemon', 'local'].includes(store))
+        return false;
+    if (localStoreFor(store, (k) => p.env(k), uid) !== undefined)
+        return false; // writable already
+    const sudo = findOnPath('sudo', p.env('PATH'));
+    return sudo !== undefined && (await sudoWorks(sudo));
+}
+/** Runs the github backend's restore in a root process (see the file comment); its result, as if run here. */
+async function restoreAsRoot(p, nix, req) {
+    const sudo = findOnPath('sudo', p.env('PATH')) ?? 'sudo';
+    const script = process.argv[1];
+    const env = {};
+    for (const k of PASSED_ENV) {
+        const v = p.env(k);
+        if (v !== undefined)
+            env[k] = v;
+    }
+    const request = {
+        env,
+        nixBin: nix.bin,
+        nixVersion: nix.version,
+        req: {
+            primaryKey: req.primaryKey,
+            restoreKeys: req.restoreKeys,
+            trustedPublicKeys: req.trustedPublicKeys,
+            trustSource: req.trustSource,
+        },
+    };
+    p.log('debug', `Restoring as root through ${sudo} -n (the store is the daemon's).`);
+    const child = (0,external_node_child_process_namespaceObject.spawn)(sudo, ['-n', '--', process.execPath, script, ROOT_RESTORE_FLAG], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stop = () => child.kill('SIGTERM');
+    req.signal?.addEventListener('abort', stop, { once: true });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.stdin.on('error', () => undefined); // it died before reading: reported by its exit
+    child.stdin.end(JSON.stringify(request));
+    let answer;
+    let failure;
+    let pending = '';
+    const onLine = (line) => {
+        if (!line.startsWith(LINE_MARK)) {
+            if (line.trim() !== '')
+                p.log('debug', `(root) ${line}`);
+            return;
+        }
+        const msg = JSON.parse(line.slice(LINE_MARK.length));
+        if ('log' in msg)
+            p.log(msg.log[0], msg.log[1]);
+        else if ('result' in msg)
+            answer = msg;
+        else
+            failure = msg.error;
+    };
+    child.stdout.on('data', (d) => {
+        pending += d.toString();
+        const lines = pending.split('\n');
+        pending = lines.pop();
+        for (const l of lines)
+            onLine(l);
+    });
+    const code = await new Promise((resolve) => {
+        child.on('error', () => resolve(null));
+        child.on('close', (c) => resolve(c));
+    });
+    req.signal?.removeEventListener('abort', stop);
+    if (pending)
+        onLine(pending);
+    req.signal?.throwIfAborted();
+    if (failure) {
+        if (failure.kind === 'input')
+            throw new errors_InputError(failure.message);
+        if (failure.kind === 'transient')
+            throw new TransientError(failure.message);
+        throw new Error(failure.message);
+    }
+    if (!answer || code !== 0)
+        throw new TransientError(`the restore as root ended without a result (exit ${code}): ${stderr.trim()}`);
+    const { result, restoredHashes } = answer;
+    const memo = result.memo;
+    if (memo && restoredHashes !== undefined) {
+        memo.restoredList = external_node_path_.join(req.tempDir, 'restored.hashes');
+        await (0,promises_namespaceObject.writeFile)(memo.restoredList, restoredHashes);
+    }
+    return { ...result, memo, validAfter: result.validAfter ? new Set(result.validAfter) : undefined };
+}
+/** The message of an error for the parent, with its class. */
+function errorLine(e) {
+    const kind = e instanceof errors_InputError ? 'input' : e instanceof TransientError ? 'transient' : 'other';
+    return { error: { message: errorMessage(e), kind } };
 }
 
 ;// CONCATENATED MODULE: ./src/nix/command.ts
@@ -36165,6 +36312,7 @@ async function pullRequestFromFork(p) {
 
 
 
+
 /** The key and the restore prefixes: the default key falls back to any earlier lock file on this OS/arch. */
 async function cacheKeys(p, inputs) {
     const { os, arch, workspace } = p.runner;
@@ -36195,15 +36343,21 @@ async function main(p) {
         what: 'Restoring the Nix store cache',
         skipped: 'the job continues without cached store paths',
         strict: inputs.strict,
-    }, withTimeLimit((signal) => backend.restore(p, nix, {
-        primaryKey,
-        restoreKeys,
-        trustedPublicKeys: inputs.trustedPublicKeys,
-        // Our own cache (GitHub/GitLab) is trusted without keys; a store of the user's choosing never blindly.
-        trustSource: inputs.trustedPublicKeys.length === 0 && backend.name !== 'store',
-        tempDir,
-        signal,
-    }), inputs.timeoutMs)));
+    }, withTimeLimit(async (signal) => {
+        const req = {
+            primaryKey,
+            restoreKeys,
+            trustedPublicKeys: inputs.trustedPublicKeys,
+            // Our own cache (GitHub/GitLab) is trusted without keys; a store of the user's choosing never blindly.
+            trustSource: inputs.trustedPublicKeys.length === 0 && backend.name !== 'store',
+            tempDir,
+            signal,
+        };
+        // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts).
+        if (backend.name === 'github' && inputs.sudo === 'auto' && (await rootRestoreUsable(p, nix)))
+            return restoreAsRoot(p, nix, req);
+        return backend.restore(p, nix, req);
+    }, inputs.timeoutMs)));
     const r = restored.ok ? restored.value : { pathsRestored: 0, bytesDown: 0 };
     // store: nothing is restored up front, the store serves later steps on demand.
     state.hit = backend.name === 'store' ? 'partial' : hitKind(r.matchedKey, primaryKey);
@@ -36226,10 +36380,132 @@ async function main(p) {
         `${r.pathsRestored} | ${mib(r.bytesDown)} |\n`);
 }
 
+;// CONCATENATED MODULE: ./src/cache/root-restore-child.ts
+/**
+ * The root side of root-restore.ts: reads the request on stdin, runs the github backend's restore with a platform
+ * that only relays log lines, and answers on stdout. Its scratch directory is its own (under the system's temp
+ * directory) and is removed before it exits: nothing root-owned is left in the job's directories.
+ */
+
+
+
+
+
+
+function emit(line) {
+    return new Promise((resolve) => process.stdout.write(`${LINE_MARK}${JSON.stringify(line)}\n`, () => resolve()));
+}
+/** Only logs make sense here; anything that would change the step (outputs, state, env) is the parent's. */
+class RelayPlatform {
+    name = 'github';
+    runner;
+    constructor(temp) {
+        this.runner = {
+            os: process.platform,
+            arch: process.arch,
+            temp,
+            toolCache: '',
+            workspace: temp,
+            hosted: false,
+            serverUrl: process.env.GITHUB_SERVER_URL ?? 'https://github.com',
+            repository: '',
+            sha: '',
+            debug: true,
+        };
+    }
+    getInput() {
+        return '';
+    }
+    getMultilineInput() {
+        return '';
+    }
+    env(name) {
+        return process.env[name];
+    }
+    refuse(what) {
+        throw new Error(`${what} is not available in the restore as root`);
+    }
+    setOutput() {
+        this.refuse('setOutput');
+    }
+    setState() {
+        this.refuse('setState');
+    }
+    getState() {
+        return this.refuse('getState');
+    }
+    exportVariable() {
+        this.refuse('exportVariable');
+    }
+    addPath() {
+        this.refuse('addPath');
+    }
+    setSecret() {
+        // The parent registered the job's secrets already; it prints what is relayed.
+    }
+    log(level, message, _annotation) {
+        void emit({ log: [level, message] });
+    }
+    group(_title, fn) {
+        return fn();
+    }
+    appendSummary() {
+        return this.refuse('appendSummary');
+    }
+    setFailed(message) {
+        void emit({ error: { message, kind: 'other' } });
+    }
+    async finish() { }
+}
+async function readStdin() {
+    const chunks = [];
+    for await (const c of process.stdin)
+        chunks.push(c);
+    return Buffer.concat(chunks).toString('utf8');
+}
+/** The root process's whole life; sets the exit code (1 after an error, which it reported on stdout). */
+async function rootRestoreMain() {
+    const stopped = new AbortController();
+    process.on('SIGTERM', () => stopped.abort(new Error('the restore as root was stopped at its time limit')));
+    let tempDir;
+    try {
+        const request = JSON.parse(await readStdin());
+        for (const [k, v] of Object.entries(request.env))
+            process.env[k] = v;
+        tempDir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_.join(external_node_os_.tmpdir(), 'flake-ci-root-restore-'));
+        const p = new RelayPlatform(tempDir);
+        const nix = new NixCommand({ bin: request.nixBin, version: request.nixVersion, platform: p });
+        const r = await githubBackend.restore(p, nix, { ...request.req, tempDir, signal: stopped.signal });
+        const memo = r.memo;
+        const restoredHashes = memo?.restoredList ? await (0,promises_namespaceObject.readFile)(memo.restoredList, 'utf8') : undefined;
+        await emit({
+            result: {
+                ...r,
+                memo: memo ? { ...memo, restoredList: undefined } : undefined,
+                validAfter: r.validAfter ? [...r.validAfter] : undefined,
+            },
+            restoredHashes,
+        });
+    }
+    catch (e) {
+        await emit(errorLine(e));
+        process.exitCode = 1;
+    }
+    finally {
+        if (tempDir)
+            await (0,promises_namespaceObject.rm)(tempDir, { recursive: true, force: true });
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/entrypoints/cache.ts
 
 
 
+
+
 // Exit once the phase is done: a restore abandoned at its time limit must not keep the step running.
-void runPhase(detectPlatform(process.env, 'cache'), main).then(() => process.exit());
+if (process.argv.includes(ROOT_RESTORE_FLAG))
+    void rootRestoreMain().then(() => process.exit());
+else
+    void runPhase(detectPlatform(process.env, 'cache'), main).then(() => process.exit());
 

@@ -7,6 +7,7 @@ import { validateStoreUrl } from './store-backend.js';
 
 export const BACKENDS = ['auto', 'github', 'store', 'gitlab'] as const;
 export const SAVE_MODES = ['auto', 'always', 'never'] as const;
+export const SUDO_MODES = ['auto', 'never'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 export type SaveMode = (typeof SAVE_MODES)[number];
 
@@ -43,6 +44,8 @@ export interface CacheInputs {
   timeoutMs: number;
   /** Secret, for purge only. */
   githubToken: string;
+  /** `auto`: a store behind the daemon is restored as root when `sudo -n` works (root-restore.ts). */
+  sudo: (typeof SUDO_MODES)[number];
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -111,5 +114,6 @@ export function parseCacheInputs(p: Platform): CacheInputs {
     strict: getBoolean(p, 'strict', false),
     timeoutMs: getDuration(p, 'timeout', DEFAULT_TIMEOUT_MS),
     githubToken,
+    sudo: getEnum(p, 'sudo', SUDO_MODES, 'auto'),
   };
 }

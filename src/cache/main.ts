@@ -13,6 +13,7 @@ import { failOpen } from './fail-open.js';
 import { mib } from './github-backend.js';
 import { parseCacheInputs, type CacheInputs } from './inputs.js';
 import { defaultPrimaryKey, hitKind, restorePrefix, type HitKind } from './key.js';
+import { restoreAsRoot, rootRestoreUsable } from './root-restore.js';
 import { chooseBackend, entrySuffix, resolveNix } from './runner-glue.js';
 import { snapshotFromSet, takeSnapshot } from './snapshot.js';
 
@@ -70,19 +71,21 @@ export async function main(p: Platform): Promise<void> {
         skipped: 'the job continues without cached store paths',
         strict: inputs.strict,
       },
-      withTimeLimit(
-        (signal) =>
-          backend.restore(p, nix, {
-            primaryKey,
-            restoreKeys,
-            trustedPublicKeys: inputs.trustedPublicKeys,
-            // Our own cache (GitHub/GitLab) is trusted without keys; a store of the user's choosing never blindly.
-            trustSource: inputs.trustedPublicKeys.length === 0 && backend.name !== 'store',
-            tempDir,
-            signal,
-          }),
-        inputs.timeoutMs,
-      ),
+      withTimeLimit(async (signal) => {
+        const req = {
+          primaryKey,
+          restoreKeys,
+          trustedPublicKeys: inputs.trustedPublicKeys,
+          // Our own cache (GitHub/GitLab) is trusted without keys; a store of the user's choosing never blindly.
+          trustSource: inputs.trustedPublicKeys.length === 0 && backend.name !== 'store',
+          tempDir,
+          signal,
+        };
+        // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts).
+        if (backend.name === 'github' && inputs.sudo === 'auto' && (await rootRestoreUsable(p, nix)))
+          return restoreAsRoot(p, nix, req);
+        return backend.restore(p, nix, req);
+      }, inputs.timeoutMs),
     ),
   );
   const r: RestoreResult = restored.ok ? restored.value : { pathsRestored: 0, bytesDown: 0 };

@@ -59,6 +59,8 @@ export interface JobOptions {
   debug?: boolean;
   /** More setup lines, run as root in the job's namespace before main (after /nix and nix.conf are fresh). */
   setup?: string[];
+  /** The program that runs each step's bundle instead of node (a wrapper, say one that drops root). */
+  node?: string;
 }
 
 /**
@@ -94,6 +96,7 @@ export async function cacheJob(svc: CacheService, o: JobOptions): Promise<Action
       token: o.githubToken,
       dirs: o.workspace ? { workspace: o.workspace } : undefined,
       debug: o.debug,
+      node: o.node,
       timeoutMs: 120_000,
     },
     { setup },
