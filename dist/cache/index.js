@@ -35769,7 +35769,8 @@ function sudoWorks(sudo) {
  * default store, reached through the daemon), and a password-less `sudo`.
  */
 async function rootRestoreUsable(p, nix, uid = process.getuid?.()) {
-    if (uid === undefined || uid === 0)
+    // Linux only: that is where it is tested (a macOS store volume would likely work the same, but unproven).
+    if (uid === undefined || uid === 0 || process.platform !== 'linux')
         return false;
     if (p.env('NIX_STORE_DIR') || p.env('NIX_STATE_DIR'))
         return false;

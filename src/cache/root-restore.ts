@@ -67,7 +67,8 @@ function sudoWorks(sudo: string): Promise<boolean> {
  * default store, reached through the daemon), and a password-less `sudo`.
  */
 export async function rootRestoreUsable(p: Platform, nix: NixCommand, uid = process.getuid?.()): Promise<boolean> {
-  if (uid === undefined || uid === 0) return false;
+  // Linux only: that is where it is tested (a macOS store volume would likely work the same, but unproven).
+  if (uid === undefined || uid === 0 || process.platform !== 'linux') return false;
   if (p.env('NIX_STORE_DIR') || p.env('NIX_STATE_DIR')) return false;
   const store = await storeSetting(nix).catch(() => undefined);
   if (store === undefined || !['', 'auto', 'daemon', 'local'].includes(store)) return false;

@@ -1,11 +1,14 @@
 /**
  * The import pipeline's batching (import-pipeline.ts) with a recording stand-in for `nix copy`: when batches start,
- * what they hold, what is left to the final import. Real Nix imports through a daemon are covered by
- * test/integration/cache-github.test.ts.
+ * what they hold, what is left to the final import; and when a restore does not even try sudo (root-restore.ts).
+ * Real Nix imports through a daemon, and the restore as root through real sudo, are covered by
+ * test/integration/cache-github.test.ts and cache-github-sudo.test.ts.
  */
 import { describe, expect, it } from '@jest/globals';
 import type { NixCommand } from '../../src/nix/command.js';
 import { ImportPipeline } from '../../src/cache/import-pipeline.js';
+import { rootRestoreUsable } from '../../src/cache/root-restore.js';
+import { RecordingPlatform } from '../../src/platform/recording.js';
 
 /** A NixCommand whose `run` records each `nix copy` and finishes it only when the test says so. */
 function fakeNix() {
@@ -89,5 +92,36 @@ describe('ImportPipeline', () => {
     await pipe.drain();
     expect(calls).toHaveLength(0);
     expect(pipe.complete).toBe(false); // all 40 are the final import's
+  });
+});
+
+describe('rootRestoreUsable', () => {
+  /** A NixCommand whose `nix config show` reports `store`; it records whether it was asked. */
+  const nixWithStore = (store: string) => {
+    const asked: string[][] = [];
+    const nix = {
+      version: { major: 2, minor: 34, patch: 8 },
+      run: async (args: readonly string[]) => {
+        asked.push([...args]);
+        return { exitCode: 0, stdout: JSON.stringify({ store: { value: store } }), stderr: '' };
+      },
+    } as unknown as NixCommand;
+    return { nix, asked };
+  };
+
+  it('never for root, a relocated store, or a store other than the default one', async () => {
+    const p = new RecordingPlatform({}, { PATH: '/usr/bin:/bin' });
+    expect(await rootRestoreUsable(p, nixWithStore('daemon').nix, 0)).toBe(false);
+    const relocated = new RecordingPlatform({}, { PATH: '/usr/bin:/bin', NIX_STORE_DIR: '/opt/nix/store' });
+    expect(await rootRestoreUsable(relocated, nixWithStore('daemon').nix, 1001)).toBe(false);
+    for (const store of ['ssh-ng://builder', 'https://cache.example', 'local?root=/tmp/x'])
+      expect(await rootRestoreUsable(p, nixWithStore(store).nix, 1001)).toBe(false);
+  });
+
+  it('not when sudo is missing from PATH', async () => {
+    const p = new RecordingPlatform({}, { PATH: '/nonexistent' });
+    const { nix, asked } = nixWithStore('daemon');
+    expect(await rootRestoreUsable(p, nix, 1001)).toBe(false);
+    expect(asked).toHaveLength(1); // the store setting was read; no sudo was found to ask
   });
 });
