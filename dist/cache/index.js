@@ -35822,7 +35822,14 @@ async function restoreAsRoot(p, nix, req) {
                 p.log('debug', `(root) ${line}`);
             return;
         }
-        const msg = JSON.parse(line.slice(LINE_MARK.length));
+        let msg;
+        try {
+            msg = JSON.parse(line.slice(LINE_MARK.length));
+        }
+        catch {
+            p.log('debug', `(root, unreadable) ${line.slice(0, 200)}`);
+            return;
+        }
         if ('log' in msg)
             p.log(msg.log[0], msg.log[1]);
         else if ('result' in msg)

@@ -115,7 +115,13 @@ export async function restoreAsRoot(p: Platform, nix: NixCommand, req: RestoreRe
       if (line.trim() !== '') p.log('debug', `(root) ${line}`);
       return;
     }
-    const msg = JSON.parse(line.slice(LINE_MARK.length)) as RootLine;
+    let msg: RootLine;
+    try {
+      msg = JSON.parse(line.slice(LINE_MARK.length)) as RootLine;
+    } catch {
+      p.log('debug', `(root, unreadable) ${line.slice(0, 200)}`);
+      return;
+    }
     if ('log' in msg) p.log(msg.log[0], msg.log[1]);
     else if ('result' in msg) answer = msg;
     else failure = msg.error;
