@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { daemonSetup, runnerUserSetup, writeRunnerNode } from '../test/harness/namespace.mjs';
 import { startCacheService } from '../test/support/actions-cache-service.mjs';
 import * as b from './lib/common.mjs';
 
@@ -214,11 +215,7 @@ try {
     // A store behind a daemon (a multi-user install, as install-nix sets up on GitHub's runners, where the job's user
     // is not root): the restore cannot write the store itself and imports through Nix (`nix copy`).
     const daemonTime = join(scratch, 'daemon.time');
-    const daemonStart = [
-      // Stopped once the job's runner (the setup shell execs into it, keeping its PID) has exited.
-      `(${q(NIX)}/nix-daemon >/dev/null 2>&1 & d=$!; (while kill -0 $$ 2>/dev/null; do sleep 0.2; done; kill $d) >/dev/null 2>&1 &)`,
-      'for i in $(seq 100); do test -S /nix/var/nix/daemon-socket/socket && break; sleep 0.05; done',
-    ];
+    const daemonStart = daemonSetup(NIX);
     const viaDaemon = [];
     for (let i = 0; i < REPS; i++) {
       const r = await b.runInNamespace(
@@ -240,26 +237,7 @@ try {
     }
     // The same store with the job run by a non-root user with password-less sudo (GitHub's runners): the restore
     // runs as root through `sudo -n` and writes the store directly.
-    const asUser = join(scratch, 'node-as-runner');
-    writeFileSync(
-      asUser,
-      [
-        '#!/bin/bash',
-        'set -e',
-        'for d in "$RUNNER_TEMP" "$HOME" "$GITHUB_WORKSPACE"; do',
-        '  p=$d; while [ "$p" != / ]; do chmod o+x "$p"; p=$(dirname "$p"); done',
-        'done',
-        'chown -R 1001:1001 "$RUNNER_TEMP" "$HOME"',
-        `exec setpriv --reuid=1001 --regid=1001 --clear-groups -- ${q(process.execPath)} "$@"`,
-        '',
-      ].join('\n'),
-      { mode: 0o755 },
-    );
-    const sudoUser = [
-      'useradd -u 1001 -U -M -s /bin/sh runner',
-      `echo 'runner ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/flake-ci-bench`,
-      'chmod 0440 /etc/sudoers.d/flake-ci-bench',
-    ];
+    const asUser = writeRunnerNode(scratch);
     const viaSudo = [];
     for (let i = 0; i < REPS; i++) {
       const r = await b.runInNamespace(
@@ -272,7 +250,7 @@ try {
           steps: [],
           dirs: { temp: TEMP },
         },
-        fresh([...sudoUser, ...daemonStart]),
+        fresh([...runnerUserSetup(true), ...daemonStart]),
       );
       if (!r.main.ok || Number(r.main.outputs['paths-restored']) < count || !/Restoring as root/.test(r.main.log))
         throw new Error(`sudo restore failed:\n${r.main.log}`);

@@ -15,5 +15,9 @@ export interface StaticServer {
 export declare function shellQuote(s: string): string;
 export declare function scratchDir(prefix: string): string;
 export declare function isolationSetup(scratch: string, extra?: string[]): string[];
+export declare function daemonSetup(bin: string): string[];
+export declare const RUNNER_UID: number;
+export declare function runnerUserSetup(sudo: boolean): string[];
+export declare function writeRunnerNode(dir: string): string;
 export declare function runActionInNamespace(spec: ActionOptions, opts?: NamespaceOptions): Promise<ActionResult>;
 export declare function serveDirectory(root: string): Promise<StaticServer>;

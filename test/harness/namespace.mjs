@@ -43,6 +43,56 @@ export function isolationSetup(scratch, extra = []) {
   ];
 }
 
+/**
+ * Setup lines starting `nix-daemon` from `bin` (a multi-user store, as install-nix sets up on GitHub's runners) and
+ * waiting for its socket; the job then talks to it with NIX_REMOTE=daemon. The daemon is stopped once the runner
+ * process has exited (the setup shell `exec`s into it, so it keeps the shell's PID).
+ */
+export function daemonSetup(bin) {
+  const daemon = shellQuote(join(bin, 'nix-daemon'));
+  return [
+    `(${daemon} >/dev/null 2>&1 & d=$!; (while kill -0 $$ 2>/dev/null; do sleep 0.2; done; kill $d) >/dev/null 2>&1 &)`,
+    'for i in $(seq 100); do test -S /nix/var/nix/daemon-socket/socket && break; sleep 0.05; done',
+    'test -S /nix/var/nix/daemon-socket/socket',
+  ];
+}
+
+/** The uid of the `runner` user that runnerUserSetup adds. */
+export const RUNNER_UID = 1001;
+
+/** Setup lines adding a `runner` user to the namespace's private /etc, with password-less sudo when `sudo`. */
+export function runnerUserSetup(sudo) {
+  return [
+    `useradd -u ${RUNNER_UID} -U -M -s /bin/sh runner`,
+    ...(sudo
+      ? [
+          `echo 'runner ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/flake-ci-test`,
+          'chmod 0440 /etc/sudoers.d/flake-ci-test',
+        ]
+      : []),
+  ];
+}
+
+/**
+ * Writes `<dir>/node-as-runner`, a `node` for the harness that runs each step's bundle as the `runner` user (as
+ * GitHub's runner runs jobs as a non-root user): it hands that user the runner's directories and drops root.
+ */
+export function writeRunnerNode(dir) {
+  const file = join(dir, 'node-as-runner');
+  const script = [
+    '#!/bin/bash',
+    'set -e',
+    'for d in "$RUNNER_TEMP" "$HOME" "$GITHUB_WORKSPACE"; do',
+    '  p=$d; while [ "$p" != / ]; do chmod o+x "$p"; p=$(dirname "$p"); done',
+    'done',
+    `chown -R ${RUNNER_UID}:${RUNNER_UID} "$RUNNER_TEMP" "$HOME"`,
+    `exec setpriv --reuid=${RUNNER_UID} --regid=${RUNNER_UID} --clear-groups -- ${shellQuote(process.execPath)} "$@"`,
+    '',
+  ];
+  writeFileSync(file, script.join('\n'), { mode: 0o755 });
+  return file;
+}
+
 /** Spawns in its own process group (a timeout kills unshare, the shell, node and the step together). */
 export function spawnCollect(cmd, args, timeoutMs) {
   return new Promise((resolve, reject) => {

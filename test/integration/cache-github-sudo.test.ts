@@ -6,46 +6,20 @@
  * runner's directories. Real sudo, real daemon, both Nix versions.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { shellQuote } from '../harness/github-runner.js';
-import { scratchDir } from '../harness/namespace.mjs';
+import { RUNNER_UID, runnerUserSetup, scratchDir, writeRunnerNode } from '../harness/namespace.mjs';
 import { startCacheService, type CacheService } from '../support/actions-cache-service.mjs';
 import { build, buildNothing, cacheJob, daemonSetup, NIX_VERSIONS, writeFixture } from '../support/cache-jobs.js';
 import { requireCommand } from '../support/fixtures.js';
 
-const UID = 1001;
-
-/** Runs the step's node as `runner`, after handing it the runner's directories (what the real runner user owns). */
-function dropRootWrapper(dir: string): string {
-  const file = path.join(dir, 'node-as-runner');
-  const script = [
-    '#!/bin/bash',
-    'set -e',
-    'for d in "$RUNNER_TEMP" "$HOME" "$GITHUB_WORKSPACE"; do',
-    '  p=$d; while [ "$p" != / ]; do chmod o+x "$p"; p=$(dirname "$p"); done',
-    'done',
-    `chown -R ${UID}:${UID} "$RUNNER_TEMP" "$HOME"`,
-    `exec setpriv --reuid=${UID} --regid=${UID} --clear-groups -- ${shellQuote(process.execPath)} "$@"`,
-  ];
-  writeFileSync(file, `${script.join('\n')}\n`);
-  chmodSync(file, 0o755);
-  return file;
-}
-
-/** A `runner` user in the namespace's private /etc, trusted by the daemon, with or without password-less sudo. */
+/** The daemon trusts `runner` too, so that the `nix copy` way may import the cache's unsigned paths. */
 const userSetup = (sudo: boolean) => [
-  `useradd -u ${UID} -U -M -s /bin/sh runner`,
+  ...runnerUserSetup(sudo),
   `echo 'trusted-users = root runner' >> /etc/nix/nix.conf`,
-  ...(sudo
-    ? [
-        `echo 'runner ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/flake-ci-test`,
-        'chmod 0440 /etc/sudoers.d/flake-ci-test',
-      ]
-    : []),
 ];
 /** Files under the runner's directories that are not the runner's (none may be left by a root process). */
-const foreignFiles = `find "$RUNNER_TEMP" "$HOME" ! -user ${UID} | grep -v _runner_file_commands || true`;
+const foreignFiles = `find "$RUNNER_TEMP" "$HOME" ! -user ${RUNNER_UID} | grep -v _runner_file_commands || true`;
 
 describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root user with $name', ({ bin }) => {
   let svc: CacheService;
@@ -61,7 +35,7 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
       throw new Error(`${bin}/nix is missing: run 'bash test/setup/nix-fixtures.sh'`);
     scratch = scratchDir('cache-sudo-');
     fixture = writeFixture(scratch);
-    node = dropRootWrapper(scratch);
+    node = writeRunnerNode(scratch);
     workspace = path.join(scratch, 'ws');
     mkdirSync(workspace);
     writeFileSync(path.join(workspace, 'flake.lock'), '{"lock": "sudo"}\n');

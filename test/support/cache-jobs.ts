@@ -7,8 +7,9 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { runActionInNamespace, shellQuote, type ActionResult, type StepResult } from '../harness/github-runner.js';
+import { runActionInNamespace, type ActionResult, type StepResult } from '../harness/github-runner.js';
 import { isolationSetup } from '../harness/namespace.mjs';
+export { daemonSetup } from '../harness/namespace.mjs';
 import type { CacheService, TokenOptions } from './actions-cache-service.mjs';
 import { NIX234_BIN } from './fixtures.js';
 
@@ -61,20 +62,6 @@ export interface JobOptions {
   setup?: string[];
   /** The program that runs each step's bundle instead of node (a wrapper, say one that drops root). */
   node?: string;
-}
-
-/**
- * Setup lines starting `nix-daemon` from `bin` in the job's namespace (a multi-user store, as install-nix sets up on
- * GitHub's runners) and waiting for its socket; the job then talks to it with NIX_REMOTE=daemon. The daemon is
- * stopped once the job's runner process (the setup shell `exec`s into it, keeping its PID) has exited.
- */
-export function daemonSetup(bin: string): string[] {
-  const daemon = shellQuote(path.join(bin, 'nix-daemon'));
-  return [
-    `(${daemon} >/dev/null 2>&1 & d=$!; (while kill -0 $$ 2>/dev/null; do sleep 0.2; done; kill $d) >/dev/null 2>&1 &)`,
-    'for i in $(seq 100); do test -S /nix/var/nix/daemon-socket/socket && break; sleep 0.05; done',
-    'test -S /nix/var/nix/daemon-socket/socket',
-  ];
 }
 
 /** One job against the cache service double; `strict` defaults to true so an unexpected warning fails loudly. */
