@@ -32312,6 +32312,22 @@ function formatMachine(s) {
 function builders_spec_formatBuilders(entries) {
     return entries.map((e) => (e.kind === 'file' ? `@${e.path}` : formatMachine(e.spec))).join(' ; ');
 }
+/**
+ * Whether Nix would hand a derivation of `system` requiring `features` to machine `m`, by Nix's own rules: the
+ * machine lists the system (a machine naming none gets the local system), offers every required feature (supported
+ * or mandatory), and each of its mandatory features is required.
+ */
+function machineCanBuild(m, system, features, localSystem) {
+    const systems = m.systems.length > 0 ? m.systems : [localSystem];
+    if (!systems.includes(system))
+        return false;
+    const offered = new Set([...m.supportedFeatures, ...m.mandatoryFeatures]);
+    return features.every((f) => offered.has(f)) && m.mandatoryFeatures.every((f) => features.includes(f));
+}
+/** The machines among parsed builder entries (`@file` entries are left to Nix). */
+function machinesOf(entries) {
+    return entries.flatMap((e) => (e.kind === 'machine' ? [e.spec] : []));
+}
 
 ;// CONCATENATED MODULE: ./src/build/builders.ts
 /**

@@ -41282,6 +41282,22 @@ function formatMachine(s) {
 function formatBuilders(entries) {
     return entries.map((e) => (e.kind === 'file' ? `@${e.path}` : formatMachine(e.spec))).join(' ; ');
 }
+/**
+ * Whether Nix would hand a derivation of `system` requiring `features` to machine `m`, by Nix's own rules: the
+ * machine lists the system (a machine naming none gets the local system), offers every required feature (supported
+ * or mandatory), and each of its mandatory features is required.
+ */
+function machineCanBuild(m, system, features, localSystem) {
+    const systems = m.systems.length > 0 ? m.systems : [localSystem];
+    if (!systems.includes(system))
+        return false;
+    const offered = new Set([...m.supportedFeatures, ...m.mandatoryFeatures]);
+    return features.every((f) => offered.has(f)) && m.mandatoryFeatures.every((f) => features.includes(f));
+}
+/** The machines among parsed builder entries (`@file` entries are left to Nix). */
+function machinesOf(entries) {
+    return entries.flatMap((e) => (e.kind === 'machine' ? [e.spec] : []));
+}
 
 ;// CONCATENATED MODULE: ./src/build/builders.ts
 /**
@@ -43029,8 +43045,10 @@ async function runBuild(platform, nix, opts = {}) {
     const { evaluated, systems, config, resolveSourcePath } = await evaluateSelection(platform, nix, opts);
     const targets = [];
     for (const e of evaluated)
-        if (e.ok)
-            targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features });
+        if (e.ok) {
+            const { drvPath, outputs, features, system } = e.drv;
+            targets.push({ attr: e.attr, drvPath, outputs, features, system });
+        }
     let cached = new Map();
     if (opts.skipCached && targets.length > 0) {
         const substituters = opts.substituters
@@ -51361,8 +51379,12 @@ async function keepVmArtifacts(platform, vmResults, dir, opts) {
  * (and install-nix drops `kvm` where the probe failed), so the missing features are declared for the build with
  * `--option extra-system-features`, which Nix 2.8 and 2.34 accept for `nix build` and `nix-store --realise` alike
  * (a daemon honours it only from trusted users; install-nix makes the job's user one).
+ * A VM test that one of the `builders` machines can take (its system, `nixos-test` and the test's other features) does
+ * not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
+ * offer the features (none are declared then), instead of being refused.
  * Failed VM tests keep their logs and screenshots as artifacts: vm-artifacts.ts.
  */
+
 
 
 
@@ -51391,8 +51413,9 @@ function emulationInput(platform) {
 function refusalMessage(attr, probe, platform) {
     return (`${attr} is a NixOS VM test (it requires the 'nixos-test' system feature) and was not built: KVM is not ` +
         `usable on this runner (${probe.reason}). Run it on a runner with KVM (GitHub-hosted Linux runners have it ` +
-        `once install-nix has added its udev rule for /dev/kvm), or set '${emulationInput(platform)}: true' to run it ` +
-        `under QEMU's TCG emulation, which is much slower.`);
+        `once install-nix has added its udev rule for /dev/kvm), give it a remote builder offering 'nixos-test' ` +
+        `(builders), or set '${emulationInput(platform)}: true' to run it under QEMU's TCG emulation, which is much ` +
+        `slower.`);
 }
 /**
  * The VM features the tests need that Nix does not offer. Only features some VM test requires are declared;
@@ -51415,18 +51438,24 @@ function emulationWarning(platform, attrs, probe) {
         `usable (${probe.reason}), so QEMU runs them with its TCG emulation, much slower than with KVM: ` +
         `${attrs.join(', ')}.${caveat}`);
 }
-async function nixSystemFeatures(platform, opts) {
-    if (opts.systemFeatures)
-        return opts.systemFeatures;
-    if (!opts.nix)
-        return undefined;
-    try {
-        return (await readNixConfig(opts.nix)).systemFeatures;
-    }
-    catch (e) {
-        platform.log('debug', `Could not read Nix's system-features, declaring all VM features: ${errors_errorMessage(e)}`);
-        return undefined;
-    }
+/** Nix's settings, read at most once per preparation; undefined when there is no Nix to ask or it failed. */
+function nixConfigOnce(platform, opts) {
+    let config;
+    return () => (config ??= opts.nix
+        ? readNixConfig(opts.nix).catch((e) => {
+            platform.log('debug', `Could not read Nix's settings (system-features, system): ${errors_errorMessage(e)}`);
+            return undefined;
+        })
+        : Promise.resolve(undefined));
+}
+/** The VM tests a remote builder can take (see the file comment). */
+async function remoteVmTests(vm, opts, config) {
+    const machines = opts.remoteBuilders ?? [];
+    if (machines.length === 0)
+        return new Set();
+    const local = opts.localSystem ?? (await config())?.system ?? '';
+    const ok = vm.filter((t) => t.system !== undefined && machines.some((m) => machineCanBuild(m, t.system, t.features, local)));
+    return new Set(ok.map((t) => t.attr));
 }
 /** The engine's prepareBuild hook for VM tests. */
 async function prepareVmTests(platform, targets, opts) {
@@ -51436,12 +51465,24 @@ async function prepareVmTests(platform, targets, opts) {
     const attrs = vm.map((t) => t.attr);
     const probe = await probeKvmOnce(opts.probe);
     platform.log('debug', `KVM probe: ${JSON.stringify(probe)}`);
+    const config = nixConfigOnce(platform, opts);
     if (!probe.usable && !opts.allowEmulation) {
-        platform.log('warning', `Not building ${vm.length} NixOS VM test(s), KVM is not usable on this runner (${probe.reason}): ` +
-            `${attrs.join(', ')}. Use a runner with KVM, or set '${emulationInput(platform)}: true' to emulate.`);
-        return { refused: new Map(vm.map((t) => [t.attr, refusalMessage(t.attr, probe, platform)])) };
+        const remote = await remoteVmTests(vm, opts, config);
+        if (remote.size > 0)
+            platform.log('info', `KVM is not usable on this runner (${probe.reason}); ${remote.size} NixOS VM test(s) go to the remote ` +
+                `builders that offer their features: ${[...remote].join(', ')}.`);
+        const here = vm.filter((t) => !remote.has(t.attr));
+        if (here.length === 0)
+            return {};
+        platform.log('warning', `Not building ${here.length} NixOS VM test(s), KVM is not usable on this runner (${probe.reason}): ` +
+            `${here.map((t) => t.attr).join(', ')}. Use a runner with KVM, a remote builder offering 'nixos-test', ` +
+            `or set '${emulationInput(platform)}: true' to emulate.`);
+        return { refused: new Map(here.map((t) => [t.attr, refusalMessage(t.attr, probe, platform)])) };
     }
-    const missing = missingVmFeatures(vm, await nixSystemFeatures(platform, opts));
+    const features = opts.systemFeatures ?? (await config())?.systemFeatures;
+    if (!opts.systemFeatures && !features)
+        platform.log('debug', "Nix's system-features are unknown: declaring all VM features.");
+    const missing = missingVmFeatures(vm, features);
     if (probe.usable)
         platform.log('info', `KVM is usable (${probe.reason}): building ${vm.length} NixOS VM test(s).`);
     else
@@ -51468,6 +51509,7 @@ async function collectVmArtifacts(platform, results, dir, opts = {}) {
  * `publish` (report a results file an earlier, less privileged run wrote, e.g. from a fork's pull request).
  * The engine does the work; this file only wires inputs, the feature modules and the reports around it.
  */
+
 
 
 
@@ -51573,7 +51615,11 @@ async function buildMode(p, inputs, started) {
         ...engineOptions(inputs),
         cwd: p.runner.workspace,
         extraBuildArgs: extraArgs,
-        prepareBuild: (targets) => prepareVmTests(p, targets, { allowEmulation: inputs.allowEmulation, nix }),
+        prepareBuild: (targets) => prepareVmTests(p, targets, {
+            allowEmulation: inputs.allowEmulation,
+            nix,
+            remoteBuilders: machinesOf(parseBuilders(inputs.builders)),
+        }),
     };
     const run = await runBuild(p, nix, engine);
     const { results, counts } = run;

@@ -145,3 +145,25 @@ export function formatMachine(s: MachineSpec): string {
 export function formatBuilders(entries: readonly BuilderEntry[]): string {
   return entries.map((e) => (e.kind === 'file' ? `@${e.path}` : formatMachine(e.spec))).join(' ; ');
 }
+
+/**
+ * Whether Nix would hand a derivation of `system` requiring `features` to machine `m`, by Nix's own rules: the
+ * machine lists the system (a machine naming none gets the local system), offers every required feature (supported
+ * or mandatory), and each of its mandatory features is required.
+ */
+export function machineCanBuild(
+  m: MachineSpec,
+  system: string,
+  features: readonly string[],
+  localSystem: string,
+): boolean {
+  const systems = m.systems.length > 0 ? m.systems : [localSystem];
+  if (!systems.includes(system)) return false;
+  const offered = new Set([...m.supportedFeatures, ...m.mandatoryFeatures]);
+  return features.every((f) => offered.has(f)) && m.mandatoryFeatures.every((f) => features.includes(f));
+}
+
+/** The machines among parsed builder entries (`@file` entries are left to Nix). */
+export function machinesOf(entries: readonly BuilderEntry[]): MachineSpec[] {
+  return entries.flatMap((e) => (e.kind === 'machine' ? [e.spec] : []));
+}

@@ -57,6 +57,8 @@ export interface BuildEngineOptions {
 export interface PreparedTarget extends BuildTarget {
   /** requiredSystemFeatures of the attribute's derivation. */
   features: string[];
+  /** The derivation's `system` (which builders may take it). */
+  system?: string;
 }
 
 export interface BuildPreparation {
@@ -120,7 +122,10 @@ export async function runBuild(
 
   const targets: PreparedTarget[] = [];
   for (const e of evaluated)
-    if (e.ok) targets.push({ attr: e.attr, drvPath: e.drv.drvPath, outputs: e.drv.outputs, features: e.drv.features });
+    if (e.ok) {
+      const { drvPath, outputs, features, system } = e.drv;
+      targets.push({ attr: e.attr, drvPath, outputs, features, system });
+    }
 
   let cached = new Map<string, CachedAt>();
   if (opts.skipCached && targets.length > 0) {

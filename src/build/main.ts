@@ -12,6 +12,7 @@ import type { Platform } from '../platform/types.js';
 import { detailsUrl, localFlake, reportSha } from './action-context.js';
 import { annotateResults, artifactsMarkdown, failureSummary } from './action-report.js';
 import { setupBuilders } from './builders.js';
+import { machinesOf, parseBuilders } from './builders-spec.js';
 import { runBuild, type BuildEngineOptions } from './engine.js';
 import { engineOptions, parseBuildInputs, shardInputs, type BuildInputs } from './inputs.js';
 import { lintFlakeLock } from './lint/index.js';
@@ -135,7 +136,12 @@ async function buildMode(p: Platform, inputs: BuildInputs, started: number): Pro
     ...engineOptions(inputs),
     cwd: p.runner.workspace,
     extraBuildArgs: extraArgs,
-    prepareBuild: (targets) => prepareVmTests(p, targets, { allowEmulation: inputs.allowEmulation, nix }),
+    prepareBuild: (targets) =>
+      prepareVmTests(p, targets, {
+        allowEmulation: inputs.allowEmulation,
+        nix,
+        remoteBuilders: machinesOf(parseBuilders(inputs.builders)),
+      }),
   };
   const run = await runBuild(p, nix, engine);
   const { results, counts } = run;

@@ -7,13 +7,17 @@
  * (and install-nix drops `kvm` where the probe failed), so the missing features are declared for the build with
  * `--option extra-system-features`, which Nix 2.8 and 2.34 accept for `nix build` and `nix-store --realise` alike
  * (a daemon honours it only from trusted users; install-nix makes the job's user one).
+ * A VM test that one of the `builders` machines can take (its system, `nixos-test` and the test's other features) does
+ * not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
+ * offer the features (none are declared then), instead of being refused.
  * Failed VM tests keep their logs and screenshots as artifacts: vm-artifacts.ts.
  */
 import { errorMessage } from '../errors.js';
 import { probeKvm, type KvmProbe } from '../install-nix/kvm.js';
 import type { NixCommand } from '../nix/command.js';
 import type { Platform } from '../platform/types.js';
-import { readNixConfig } from './cached.js';
+import { machineCanBuild, type MachineSpec } from './builders-spec.js';
+import { readNixConfig, type NixConfigInfo } from './cached.js';
 import type { BuildPreparation, PreparedTarget } from './engine.js';
 import type { AttrResult } from './results.js';
 import { keepVmArtifacts, type VmArtifact, type VmArtifactOptions } from './vm-artifacts.js';
@@ -31,6 +35,10 @@ export interface VmOptions {
   systemFeatures?: readonly string[];
   /** The KVM check; default install-nix's probeKvm. Each probe function runs once per process (once per run). */
   probe?: () => Promise<KvmProbe>;
+  /** The `builders` input's machines: VM tests one of them can take need no KVM here. */
+  remoteBuilders?: readonly MachineSpec[];
+  /** This machine's system (for machines naming none); default Nix's `system` setting. */
+  localSystem?: string;
 }
 
 export function isVmTest(features: readonly string[]): boolean {
@@ -60,8 +68,9 @@ export function refusalMessage(attr: string, probe: KvmProbe, platform: Platform
   return (
     `${attr} is a NixOS VM test (it requires the 'nixos-test' system feature) and was not built: KVM is not ` +
     `usable on this runner (${probe.reason}). Run it on a runner with KVM (GitHub-hosted Linux runners have it ` +
-    `once install-nix has added its udev rule for /dev/kvm), or set '${emulationInput(platform)}: true' to run it ` +
-    `under QEMU's TCG emulation, which is much slower.`
+    `once install-nix has added its udev rule for /dev/kvm), give it a remote builder offering 'nixos-test' ` +
+    `(builders), or set '${emulationInput(platform)}: true' to run it under QEMU's TCG emulation, which is much ` +
+    `slower.`
   );
 }
 
@@ -94,15 +103,31 @@ export function emulationWarning(platform: Platform, attrs: readonly string[], p
   );
 }
 
-async function nixSystemFeatures(platform: Platform, opts: VmOptions): Promise<readonly string[] | undefined> {
-  if (opts.systemFeatures) return opts.systemFeatures;
-  if (!opts.nix) return undefined;
-  try {
-    return (await readNixConfig(opts.nix)).systemFeatures;
-  } catch (e) {
-    platform.log('debug', `Could not read Nix's system-features, declaring all VM features: ${errorMessage(e)}`);
-    return undefined;
-  }
+/** Nix's settings, read at most once per preparation; undefined when there is no Nix to ask or it failed. */
+function nixConfigOnce(platform: Platform, opts: VmOptions): () => Promise<NixConfigInfo | undefined> {
+  let config: Promise<NixConfigInfo | undefined> | undefined;
+  return () =>
+    (config ??= opts.nix
+      ? readNixConfig(opts.nix).catch((e: unknown) => {
+          platform.log('debug', `Could not read Nix's settings (system-features, system): ${errorMessage(e)}`);
+          return undefined;
+        })
+      : Promise.resolve(undefined));
+}
+
+/** The VM tests a remote builder can take (see the file comment). */
+async function remoteVmTests(
+  vm: readonly PreparedTarget[],
+  opts: VmOptions,
+  config: () => Promise<NixConfigInfo | undefined>,
+): Promise<Set<string>> {
+  const machines = opts.remoteBuilders ?? [];
+  if (machines.length === 0) return new Set();
+  const local = opts.localSystem ?? (await config())?.system ?? '';
+  const ok = vm.filter(
+    (t) => t.system !== undefined && machines.some((m) => machineCanBuild(m, t.system as string, t.features, local)),
+  );
+  return new Set(ok.map((t) => t.attr));
 }
 
 /** The engine's prepareBuild hook for VM tests. */
@@ -116,17 +141,31 @@ export async function prepareVmTests(
   const attrs = vm.map((t) => t.attr);
   const probe = await probeKvmOnce(opts.probe);
   platform.log('debug', `KVM probe: ${JSON.stringify(probe)}`);
+  const config = nixConfigOnce(platform, opts);
 
   if (!probe.usable && !opts.allowEmulation) {
+    const remote = await remoteVmTests(vm, opts, config);
+    if (remote.size > 0)
+      platform.log(
+        'info',
+        `KVM is not usable on this runner (${probe.reason}); ${remote.size} NixOS VM test(s) go to the remote ` +
+          `builders that offer their features: ${[...remote].join(', ')}.`,
+      );
+    const here = vm.filter((t) => !remote.has(t.attr));
+    if (here.length === 0) return {};
     platform.log(
       'warning',
-      `Not building ${vm.length} NixOS VM test(s), KVM is not usable on this runner (${probe.reason}): ` +
-        `${attrs.join(', ')}. Use a runner with KVM, or set '${emulationInput(platform)}: true' to emulate.`,
+      `Not building ${here.length} NixOS VM test(s), KVM is not usable on this runner (${probe.reason}): ` +
+        `${here.map((t) => t.attr).join(', ')}. Use a runner with KVM, a remote builder offering 'nixos-test', ` +
+        `or set '${emulationInput(platform)}: true' to emulate.`,
     );
-    return { refused: new Map(vm.map((t) => [t.attr, refusalMessage(t.attr, probe, platform)])) };
+    return { refused: new Map(here.map((t) => [t.attr, refusalMessage(t.attr, probe, platform)])) };
   }
 
-  const missing = missingVmFeatures(vm, await nixSystemFeatures(platform, opts));
+  const features = opts.systemFeatures ?? (await config())?.systemFeatures;
+  if (!opts.systemFeatures && !features)
+    platform.log('debug', "Nix's system-features are unknown: declaring all VM features.");
+  const missing = missingVmFeatures(vm, features);
   if (probe.usable) platform.log('info', `KVM is usable (${probe.reason}): building ${vm.length} NixOS VM test(s).`);
   else platform.log('warning', emulationWarning(platform, attrs, probe));
   if (missing.length === 0) return {};

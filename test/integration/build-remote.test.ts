@@ -11,8 +11,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { normalizePrivateKey } from '../../src/build/builders-key.js';
+import { machinesOf, parseBuilders } from '../../src/build/builders-spec.js';
 import { cleanupBuilders, setupBuilders, type BuildersState } from '../../src/build/builders.js';
 import { runBuild, type BuildEngineResult } from '../../src/build/engine.js';
+import { prepareVmTests } from '../../src/build/vm.js';
+import type { KvmProbe } from '../../src/install-nix/kvm.js';
 import { NixCommand } from '../../src/nix/command.js';
 import { formatVersion } from '../../src/nix/version.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
@@ -21,6 +24,16 @@ import { NIX234_BIN } from '../support/fixtures.js';
 import { requireRemoteBuilderTools, startRemoteBuilder, type RemoteBuilder } from '../support/remote-builder.mjs';
 
 const SYSTEM = 'x86_64-linux';
+const NO_KVM: KvmProbe = {
+  usable: false,
+  device: false,
+  readWrite: false,
+  vmCreated: false,
+  guestRan: false,
+  reason: 'no /dev/kvm',
+  stages: [],
+  elapsedMs: 0,
+};
 const BINARIES = [
   { name: 'Debian Nix 2.8', bin: '/usr/bin', version: /^2\.8\./ },
   { name: 'Nix 2.34', bin: process.env.FLAKE_CI_NIX234 || NIX234_BIN, version: /^2\.3[4-9]\./ },
@@ -30,15 +43,18 @@ const BINARIES = [
 const FLAKE = `{
   outputs = { self }:
     let
-      mk = name: derivation {
+      mkWith = extra: name: derivation ({
         inherit name;
         system = "${SYSTEM}";
         builder = "/bin/sh";
         args = [ "-c" "echo \\"built-on=$(cat /proc/sys/kernel/hostname)\\" > $out" ];
         PATH = "/usr/bin:/bin";
-      };
+      } // extra);
+      mk = mkWith { };
     in {
       checks.${SYSTEM} = {
+        # Stands for a NixOS VM test: what the gate looks at is the nixos-test feature.
+        vm-remote = mkWith { requiredSystemFeatures = [ "nixos-test" "kvm" ]; } "vm-remote";
         over-ssh = mk "over-ssh";
         over-ssh-ng = mk "over-ssh-ng";
         wrong-key = mk "wrong-key";
@@ -79,7 +95,10 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
       ].join('\n'),
     });
     expect(formatVersion(nix.version)).toMatch(version);
-    remote = await startRemoteBuilder({ nixBin: bin });
+    remote = await startRemoteBuilder({
+      nixBin: bin,
+      systemFeatures: ['benchmark', 'big-parallel', 'kvm', 'nixos-test'],
+    });
   });
 
   afterAll(async () => {
@@ -88,7 +107,7 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
   });
 
   /** setupBuilders + runBuild of one check, as the action does it, with the platform's env and temp dir. */
-  async function buildRemotely(attr: string, builders: string, sshKey: string, sshLog = false) {
+  async function buildRemotely(attr: string, builders: string, sshKey: string, sshLog = false, vmGate = false) {
     const sshLogFile = path.join(tmp, `ssh-${attr}.log`);
     // The user's own NIX_SSHOPTS must survive next to ours: an ssh client log (which replaces ssh's stderr, so
     // only where no ssh error is expected) shows ssh really got them.
@@ -104,6 +123,16 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
       attributes: [`checks.${SYSTEM}.${attr}`],
       extraBuildArgs: [...setup.extraArgs, '--max-jobs', '0'],
       retries: 1,
+      // As the action does it, with a probe that says what it says on this machine: no usable KVM.
+      prepareBuild: vmGate
+        ? (targets) =>
+            prepareVmTests(platform, targets, {
+              allowEmulation: false,
+              nix: buildNix,
+              probe: async () => ({ ...NO_KVM }),
+              remoteBuilders: machinesOf(parseBuilders(builders)),
+            })
+        : undefined,
     });
     const clientLog = sshLog ? fs.readFileSync(sshLogFile, 'utf8') : '';
     await cleanupBuilders(platform);
@@ -137,6 +166,25 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
     expect(fs.existsSync(run.keyDir)).toBe(false);
     expect(run.platform.secrets).toContain(r.clientKey.trim());
     expect(run.platform.allText()).not.toContain(keyBody(r.clientKey));
+  });
+
+  it('sends a NixOS VM test to a remote builder offering nixos-test when KVM is not usable here', async () => {
+    const r = remote as RemoteBuilder;
+    const offering = `${r.uri('ssh-ng')} ${SYSTEM} - 1 1 kvm,nixos-test - ${r.hostKeyBase64}`;
+    const run = await buildRemotely('vm-remote', offering, r.clientKey, false, true);
+    expect(run.only?.status).toBe('built');
+    expect(fs.readFileSync(path.join(store, run.only?.outputs.out ?? ''), 'utf8')).toBe(`built-on=${r.hostname}\n`);
+    expect(run.platform.allText()).toContain('1 NixOS VM test(s) go to the remote builders that offer their features');
+    // A builder that does not offer nixos-test is no reason to try: refused, with the fixes named.
+    const lacking = await buildRemotely(
+      'vm-remote',
+      `${r.uri('ssh-ng')} ${SYSTEM} - 1 1 kvm - ${r.hostKeyBase64}`,
+      r.clientKey,
+      false,
+      true,
+    );
+    expect(lacking.only?.status).toBe('failed');
+    expect(lacking.only?.error).toContain("a remote builder offering 'nixos-test'");
   });
 
   it('fails a wrong key as an infrastructure failure, with a clear message and without the key', async () => {

@@ -6,6 +6,8 @@ export interface RemoteBuilderOptions {
   nixBin?: string;
   /** The remote's host name (its own UTS namespace), readable by builds there. Default flake-ci-remote-<random>. */
   hostname?: string;
+  /** The remote Nix's `system-features` (say kvm and nixos-test, for VM tests); default Nix's own. */
+  systemFeatures?: string[];
 }
 export interface RemoteBuilder {
   /** The remote's address on its veth (a private 10.x /30 created for this builder). */

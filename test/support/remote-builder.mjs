@@ -171,6 +171,7 @@ export async function startRemoteBuilder(opts = {}) {
         'substituters =',
         'experimental-features = nix-command flakes',
         'trusted-users = root',
+        ...(opts.systemFeatures ? [`system-features = ${opts.systemFeatures.join(' ')}`] : []),
         '',
       ].join('\n'),
     );

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { MachineSpec } from '../../src/build/builders-spec.js';
 import type { PreparedTarget } from '../../src/build/engine.js';
 import type { AttrResult } from '../../src/build/results.js';
 import { artifactDirName, defaultDriverTimeoutSeconds } from '../../src/build/vm-artifacts.js';
@@ -87,8 +88,9 @@ describe('messages', () => {
     expect(github).toBe(
       "checks.x86_64-linux.vm is a NixOS VM test (it requires the 'nixos-test' system feature) and was not built: " +
         'KVM is not usable on this runner (a test guest did not reach HLT within 3 s). Run it on a runner with KVM ' +
-        '(GitHub-hosted Linux runners have it once install-nix has added its udev rule for /dev/kvm), or set ' +
-        "'allow-emulation: true' to run it under QEMU's TCG emulation, which is much slower.",
+        '(GitHub-hosted Linux runners have it once install-nix has added its udev rule for /dev/kvm), give it a ' +
+        "remote builder offering 'nixos-test' (builders), or set 'allow-emulation: true' to run it under QEMU's " +
+        'TCG emulation, which is much slower.',
     );
     const gitlab = Object.assign(new RecordingPlatform(), { name: 'gitlab' as const });
     expect(refusalMessage('checks.x86_64-linux.vm', probe(), gitlab)).toContain("'allow_emulation: true'");
@@ -122,7 +124,8 @@ describe('prepareVmTests', () => {
     expect(prep.refused?.get('checks.x.vm')).toBe(refusalMessage('checks.x.vm', probe(), p));
     expect(p.logs.filter((l) => l.level === 'warning').map((l) => l.message)).toEqual([
       'Not building 1 NixOS VM test(s), KVM is not usable on this runner (a test guest did not reach HLT within ' +
-        "3 s): checks.x.vm. Use a runner with KVM, or set 'allow-emulation: true' to emulate.",
+        "3 s): checks.x.vm. Use a runner with KVM, a remote builder offering 'nixos-test', or set " +
+        "'allow-emulation: true' to emulate.",
     ]);
   });
 
@@ -152,6 +155,53 @@ describe('prepareVmTests', () => {
     const lacking = await prepareVmTests(q, targets, { allowEmulation: false, probe: usable, systemFeatures: [] });
     expect(lacking).toEqual({ extraArgs: vmFeatureArgs(VM) });
     expect([...p.logs, ...q.logs].filter((l) => l.level === 'warning')).toEqual([]);
+  });
+
+  it('leaves VM tests a remote builder can take to Nix, declaring nothing, and refuses only the others', async () => {
+    const machine = (systems: string[], supported: string[], mandatory: string[] = []): MachineSpec => ({
+      uri: 'ssh://builder',
+      systems,
+      sshKey: '',
+      supportedFeatures: supported,
+      mandatoryFeatures: mandatory,
+      hostKey: '',
+    });
+    const vmOn = (attr: string, system: string, features = VM): PreparedTarget => ({
+      ...target(attr, features),
+      system,
+    });
+    const tests = [
+      vmOn('checks.x.vm', 'x86_64-linux'),
+      vmOn('checks.a.vm', 'aarch64-linux'),
+      targets[1] as PreparedTarget,
+    ];
+    const p = new RecordingPlatform();
+    const remoteBuilders = [machine(['x86_64-linux'], ['kvm', 'nixos-test', 'big-parallel'])];
+    const opts = { allowEmulation: false, probe: counting(probe()).fn, remoteBuilders, localSystem: 'x86_64-linux' };
+    const prep = await prepareVmTests(p, tests, opts);
+    expect(prep.extraArgs).toBeUndefined();
+    expect([...(prep.refused?.keys() ?? [])]).toEqual(['checks.a.vm']);
+    expect(p.logs.map((l) => l.message)).toContain(
+      'KVM is not usable on this runner (a test guest did not reach HLT within 3 s); 1 NixOS VM test(s) go to the ' +
+        'remote builders that offer their features: checks.x.vm.',
+    );
+    // All of them remote: nothing refused, nothing declared (Nix must send them away).
+    expect(await prepareVmTests(new RecordingPlatform(), tests.slice(0, 1), opts)).toEqual({});
+    // Machines that cannot take them: no nixos-test, a mandatory feature the test lacks, another system.
+    for (const m of [
+      machine(['x86_64-linux'], ['kvm']),
+      machine(['x86_64-linux'], ['kvm', 'nixos-test'], ['benchmark']),
+      machine(['aarch64-linux'], ['kvm', 'nixos-test']),
+    ]) {
+      const r = await prepareVmTests(new RecordingPlatform(), tests.slice(0, 1), { ...opts, remoteBuilders: [m] });
+      expect([...(r.refused?.keys() ?? [])]).toEqual(['checks.x.vm']);
+    }
+    // A machine naming no system takes the local one.
+    const bare = await prepareVmTests(new RecordingPlatform(), tests.slice(0, 1), {
+      ...opts,
+      remoteBuilders: [machine([], ['kvm', 'nixos-test'])],
+    });
+    expect(bare).toEqual({});
   });
 
   it('probes once per run however often it is asked', async () => {
