@@ -36400,6 +36400,10 @@ async function main(p) {
 
 
 
+/** Whether this process is the root side (its argv carries the flag restoreAsRoot gives it). */
+function isRootRestore(argv) {
+    return argv.includes(ROOT_RESTORE_FLAG);
+}
 function emit(line) {
     return new Promise((resolve) => process.stdout.write(`${LINE_MARK}${JSON.stringify(line)}\n`, () => resolve()));
 }
@@ -36510,10 +36514,8 @@ async function rootRestoreMain() {
 
 
 
-
-// Exit once the phase is done: a restore abandoned at its time limit must not keep the step running.
-if (process.argv.includes(ROOT_RESTORE_FLAG))
-    void rootRestoreMain().then(() => process.exit());
-else
-    void runPhase(detectPlatform(process.env, 'cache'), main).then(() => process.exit());
+// Exit once the phase is done: a restore abandoned at its time limit must not keep the step running. Started by the
+// restore itself through sudo (cache/root-restore.ts), the bundle is that restore's root side instead.
+const phase = isRootRestore(process.argv) ? rootRestoreMain() : runPhase(detectPlatform(process.env, 'cache'), main);
+void phase.then(() => process.exit());
 

@@ -9,7 +9,12 @@ import * as path from 'node:path';
 import { NixCommand } from '../nix/command.js';
 import type { Annotation, LogLevel, Platform, RunnerContext } from '../platform/types.js';
 import { githubBackend, type GitHubMemo } from './github-backend.js';
-import { errorLine, LINE_MARK, type RootLine, type RootRequest } from './root-restore.js';
+import { errorLine, LINE_MARK, ROOT_RESTORE_FLAG, type RootLine, type RootRequest } from './root-restore.js';
+
+/** Whether this process is the root side (its argv carries the flag restoreAsRoot gives it). */
+export function isRootRestore(argv: readonly string[]): boolean {
+  return argv.includes(ROOT_RESTORE_FLAG);
+}
 
 function emit(line: RootLine): Promise<void> {
   return new Promise((resolve) => process.stdout.write(`${LINE_MARK}${JSON.stringify(line)}\n`, () => resolve()));
