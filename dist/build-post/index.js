@@ -32198,6 +32198,7 @@ function builders_key_writeKeyFile(temp, key) {
  */
 
 
+
 const SPEC_FORM = 'URI [SYSTEMS [SSH-KEY [MAX-JOBS [SPEED-FACTOR [SUPPORTED-FEATURES [MANDATORY-FEATURES [BASE64-HOST-KEY]]]]]]]';
 const EXAMPLE = 'ssh://nix@builder.example.com x86_64-linux,aarch64-linux - 4 1 kvm,big-parallel - c3NoLWVkMjU1MTkgQUFB...';
 const PIN_HINT = "base64 -w0 of the builder's /etc/ssh/ssh_host_ed25519_key.pub";
@@ -32327,6 +32328,37 @@ function machineCanBuild(m, system, features, localSystem) {
 /** The machines among parsed builder entries (`@file` entries are left to Nix). */
 function machinesOf(entries) {
     return entries.flatMap((e) => (e.kind === 'machine' ? [e.spec] : []));
+}
+/**
+ * The machines of Nix's own `builders` setting, `@file` entries read (Nix's default is `@/etc/nix/machines`). Only
+ * for deciding where a build can go: an entry this parser does not take, or a file it cannot read, is passed over,
+ * as Nix remains the judge of its own setting.
+ */
+function machinesFromSetting(value, read = (f) => readFileSync(f, 'utf8'), depth = 0) {
+    const out = [];
+    for (const entry of value.split(/[;\n]/)) {
+        const line = (entry.split('#')[0] ?? '').trim();
+        if (line === '')
+            continue;
+        if (line.startsWith('@')) {
+            if (depth > 2)
+                continue;
+            try {
+                out.push(...machinesFromSetting(read(line.slice(1).trim()), read, depth + 1));
+            }
+            catch {
+                // not there or unreadable: Nix has no machines from it either
+            }
+            continue;
+        }
+        try {
+            out.push(...machinesOf(builders_spec_parseBuilders(line)));
+        }
+        catch {
+            // a spec we cannot read: left to Nix
+        }
+    }
+    return out;
 }
 
 ;// CONCATENATED MODULE: ./src/build/builders.ts

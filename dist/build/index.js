@@ -41168,6 +41168,7 @@ function writeKeyFile(temp, key) {
  */
 
 
+
 const SPEC_FORM = 'URI [SYSTEMS [SSH-KEY [MAX-JOBS [SPEED-FACTOR [SUPPORTED-FEATURES [MANDATORY-FEATURES [BASE64-HOST-KEY]]]]]]]';
 const EXAMPLE = 'ssh://nix@builder.example.com x86_64-linux,aarch64-linux - 4 1 kvm,big-parallel - c3NoLWVkMjU1MTkgQUFB...';
 const PIN_HINT = "base64 -w0 of the builder's /etc/ssh/ssh_host_ed25519_key.pub";
@@ -41297,6 +41298,37 @@ function machineCanBuild(m, system, features, localSystem) {
 /** The machines among parsed builder entries (`@file` entries are left to Nix). */
 function machinesOf(entries) {
     return entries.flatMap((e) => (e.kind === 'machine' ? [e.spec] : []));
+}
+/**
+ * The machines of Nix's own `builders` setting, `@file` entries read (Nix's default is `@/etc/nix/machines`). Only
+ * for deciding where a build can go: an entry this parser does not take, or a file it cannot read, is passed over,
+ * as Nix remains the judge of its own setting.
+ */
+function machinesFromSetting(value, read = (f) => (0,external_node_fs_namespaceObject.readFileSync)(f, 'utf8'), depth = 0) {
+    const out = [];
+    for (const entry of value.split(/[;\n]/)) {
+        const line = (entry.split('#')[0] ?? '').trim();
+        if (line === '')
+            continue;
+        if (line.startsWith('@')) {
+            if (depth > 2)
+                continue;
+            try {
+                out.push(...machinesFromSetting(read(line.slice(1).trim()), read, depth + 1));
+            }
+            catch {
+                // not there or unreadable: Nix has no machines from it either
+            }
+            continue;
+        }
+        try {
+            out.push(...machinesOf(parseBuilders(line)));
+        }
+        catch {
+            // a spec we cannot read: left to Nix
+        }
+    }
+    return out;
 }
 
 ;// CONCATENATED MODULE: ./src/build/builders.ts
@@ -41705,6 +41737,7 @@ async function readNixConfig(nix, cwd) {
         substituters: list('substituters'),
         systemFeatures: list('system-features'),
         acceptFlakeConfig: conf['accept-flake-config']?.value === true,
+        builders: typeof conf.builders?.value === 'string' ? conf.builders.value : '',
     };
 }
 /**
@@ -51379,8 +51412,8 @@ async function keepVmArtifacts(platform, vmResults, dir, opts) {
  * (and install-nix drops `kvm` where the probe failed), so the missing features are declared for the build with
  * `--option extra-system-features`, which Nix 2.8 and 2.34 accept for `nix build` and `nix-store --realise` alike
  * (a daemon honours it only from trusted users; install-nix makes the job's user one).
- * A VM test that one of the `builders` machines can take (its system, `nixos-test` and the test's other features) does
- * not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
+ * A VM test that a remote builder can take (the `builders` input's machines, else Nix's own `builders` setting; its
+ * system, `nixos-test` and the test's other features) does not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
  * offer the features (none are declared then), instead of being refused.
  * Failed VM tests keep their logs and screenshots as artifacts: vm-artifacts.ts.
  */
@@ -51450,7 +51483,7 @@ function nixConfigOnce(platform, opts) {
 }
 /** The VM tests a remote builder can take (see the file comment). */
 async function remoteVmTests(vm, opts, config) {
-    const machines = opts.remoteBuilders ?? [];
+    const machines = opts.remoteBuilders ?? machinesFromSetting((await config())?.builders ?? '');
     if (machines.length === 0)
         return new Set();
     const local = opts.localSystem ?? (await config())?.system ?? '';
@@ -51618,7 +51651,8 @@ async function buildMode(p, inputs, started) {
         prepareBuild: (targets) => prepareVmTests(p, targets, {
             allowEmulation: inputs.allowEmulation,
             nix,
-            remoteBuilders: machinesOf(parseBuilders(inputs.builders)),
+            // The input replaces Nix's own `builders` for the build; without it, Nix's setting decides.
+            remoteBuilders: inputs.builders.trim() ? machinesOf(parseBuilders(inputs.builders)) : undefined,
         }),
     };
     const run = await runBuild(p, nix, engine);

@@ -8,6 +8,7 @@
  * machine and then failing every build with "unable to start any build". `@/path` lines (a machines file) pass
  * through to Nix unchanged.
  */
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../errors.js';
 
@@ -166,4 +167,36 @@ export function machineCanBuild(
 /** The machines among parsed builder entries (`@file` entries are left to Nix). */
 export function machinesOf(entries: readonly BuilderEntry[]): MachineSpec[] {
   return entries.flatMap((e) => (e.kind === 'machine' ? [e.spec] : []));
+}
+
+/**
+ * The machines of Nix's own `builders` setting, `@file` entries read (Nix's default is `@/etc/nix/machines`). Only
+ * for deciding where a build can go: an entry this parser does not take, or a file it cannot read, is passed over,
+ * as Nix remains the judge of its own setting.
+ */
+export function machinesFromSetting(
+  value: string,
+  read: (file: string) => string = (f) => readFileSync(f, 'utf8'),
+  depth = 0,
+): MachineSpec[] {
+  const out: MachineSpec[] = [];
+  for (const entry of value.split(/[;\n]/)) {
+    const line = (entry.split('#')[0] ?? '').trim();
+    if (line === '') continue;
+    if (line.startsWith('@')) {
+      if (depth > 2) continue;
+      try {
+        out.push(...machinesFromSetting(read(line.slice(1).trim()), read, depth + 1));
+      } catch {
+        // not there or unreadable: Nix has no machines from it either
+      }
+      continue;
+    }
+    try {
+      out.push(...machinesOf(parseBuilders(line)));
+    } catch {
+      // a spec we cannot read: left to Nix
+    }
+  }
+  return out;
 }

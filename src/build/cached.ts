@@ -18,6 +18,8 @@ export interface NixConfigInfo {
   systemFeatures: string[];
   /** `accept-flake-config`: the flake's own nixConfig (its substituters) applies. */
   acceptFlakeConfig: boolean;
+  /** The `builders` setting as Nix shows it (machine specs, `@file` entries); '' for none. */
+  builders: string;
 }
 
 /** Paths per `nix path-info` call: far below ARG_MAX, and a failure costs one batch. */
@@ -41,6 +43,7 @@ export async function readNixConfig(nix: NixCommand, cwd?: string): Promise<NixC
     substituters: list('substituters'),
     systemFeatures: list('system-features'),
     acceptFlakeConfig: conf['accept-flake-config']?.value === true,
+    builders: typeof conf.builders?.value === 'string' ? conf.builders.value : '',
   };
 }
 

@@ -140,7 +140,8 @@ async function buildMode(p: Platform, inputs: BuildInputs, started: number): Pro
       prepareVmTests(p, targets, {
         allowEmulation: inputs.allowEmulation,
         nix,
-        remoteBuilders: machinesOf(parseBuilders(inputs.builders)),
+        // The input replaces Nix's own `builders` for the build; without it, Nix's setting decides.
+        remoteBuilders: inputs.builders.trim() ? machinesOf(parseBuilders(inputs.builders)) : undefined,
       }),
   };
   const run = await runBuild(p, nix, engine);

@@ -7,8 +7,8 @@
  * (and install-nix drops `kvm` where the probe failed), so the missing features are declared for the build with
  * `--option extra-system-features`, which Nix 2.8 and 2.34 accept for `nix build` and `nix-store --realise` alike
  * (a daemon honours it only from trusted users; install-nix makes the job's user one).
- * A VM test that one of the `builders` machines can take (its system, `nixos-test` and the test's other features) does
- * not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
+ * A VM test that a remote builder can take (the `builders` input's machines, else Nix's own `builders` setting; its
+ * system, `nixos-test` and the test's other features) does not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
  * offer the features (none are declared then), instead of being refused.
  * Failed VM tests keep their logs and screenshots as artifacts: vm-artifacts.ts.
  */
@@ -16,7 +16,7 @@ import { errorMessage } from '../errors.js';
 import { probeKvm, type KvmProbe } from '../install-nix/kvm.js';
 import type { NixCommand } from '../nix/command.js';
 import type { Platform } from '../platform/types.js';
-import { machineCanBuild, type MachineSpec } from './builders-spec.js';
+import { machineCanBuild, machinesFromSetting, type MachineSpec } from './builders-spec.js';
 import { readNixConfig, type NixConfigInfo } from './cached.js';
 import type { BuildPreparation, PreparedTarget } from './engine.js';
 import type { AttrResult } from './results.js';
@@ -35,7 +35,10 @@ export interface VmOptions {
   systemFeatures?: readonly string[];
   /** The KVM check; default install-nix's probeKvm. Each probe function runs once per process (once per run). */
   probe?: () => Promise<KvmProbe>;
-  /** The `builders` input's machines: VM tests one of them can take need no KVM here. */
+  /**
+   * The remote machines builds may go to (the `builders` input's, which replace Nix's setting for the build): VM
+   * tests one of them can take need no KVM here. Undefined: those of Nix's own `builders` setting.
+   */
   remoteBuilders?: readonly MachineSpec[];
   /** This machine's system (for machines naming none); default Nix's `system` setting. */
   localSystem?: string;
@@ -121,7 +124,7 @@ async function remoteVmTests(
   opts: VmOptions,
   config: () => Promise<NixConfigInfo | undefined>,
 ): Promise<Set<string>> {
-  const machines = opts.remoteBuilders ?? [];
+  const machines = opts.remoteBuilders ?? machinesFromSetting((await config())?.builders ?? '');
   if (machines.length === 0) return new Set();
   const local = opts.localSystem ?? (await config())?.system ?? '';
   const ok = vm.filter(

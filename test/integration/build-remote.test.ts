@@ -55,6 +55,7 @@ const FLAKE = `{
       checks.${SYSTEM} = {
         # Stands for a NixOS VM test: what the gate looks at is the nixos-test feature.
         vm-remote = mkWith { requiredSystemFeatures = [ "nixos-test" "kvm" ]; } "vm-remote";
+        vm-setting = mkWith { requiredSystemFeatures = [ "nixos-test" "kvm" ]; } "vm-setting";
         over-ssh = mk "over-ssh";
         over-ssh-ng = mk "over-ssh-ng";
         wrong-key = mk "wrong-key";
@@ -185,6 +186,30 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
     );
     expect(lacking.only?.status).toBe('failed');
     expect(lacking.only?.error).toContain("a remote builder offering 'nixos-test'");
+  });
+
+  it("reads Nix's own builders setting for that when the builders input is empty", async () => {
+    const r = remote as RemoteBuilder;
+    const spec = `${r.uri('ssh-ng')} ${SYSTEM} ${r.clientKeyPath} 1 1 kvm,nixos-test - ${r.hostKeyBase64}`;
+    const platform = new RecordingPlatform({}, {}, { temp: path.join(tmp, 'runner-temp') });
+    const env = { ...nix.env, NIX_CONFIG: `${nix.env.NIX_CONFIG ?? ''}\nbuilders = ${spec}` };
+    const withSetting = new NixCommand({ bin, version: nix.version, platform, env });
+    const result = await runBuild(platform, withSetting, {
+      flake,
+      mode: 'attributes',
+      attributes: [`checks.${SYSTEM}.vm-setting`],
+      extraBuildArgs: ['--max-jobs', '0'],
+      retries: 1,
+      prepareBuild: (targets) =>
+        prepareVmTests(platform, targets, {
+          allowEmulation: false,
+          nix: withSetting,
+          probe: async () => ({ ...NO_KVM }),
+        }),
+    });
+    const only = result.results[0];
+    expect(only?.status).toBe('built');
+    expect(fs.readFileSync(path.join(store, only?.outputs.out ?? ''), 'utf8')).toBe(`built-on=${r.hostname}\n`);
   });
 
   it('fails a wrong key as an infrastructure failure, with a clear message and without the key', async () => {

@@ -3,7 +3,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { normalizePrivateKey, secretParts } from '../../src/build/builders-key.js';
-import { formatBuilders, formatMachine, parseBuilders, SPEC_FORM } from '../../src/build/builders-spec.js';
+import {
+  formatBuilders,
+  formatMachine,
+  machineCanBuild,
+  machinesFromSetting,
+  parseBuilders,
+  SPEC_FORM,
+} from '../../src/build/builders-spec.js';
 import { cleanupBuilders, setupBuilders, SSH_OPTIONS, type BuildersState } from '../../src/build/builders.js';
 import { InputError } from '../../src/errors.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
@@ -246,5 +253,39 @@ describe('setupBuilders / cleanupBuilders', () => {
     } finally {
       fs.rmSync(outside, { recursive: true, force: true });
     }
+  });
+});
+
+describe("Nix's own builders setting", () => {
+  const files: Record<string, string> = {
+    '/etc/nix/machines':
+      'ssh://a x86_64-linux - 2 1 kvm,nixos-test\n# a comment\nthis is not a spec at all 1 2 3 4 5 6 7 8 9\n',
+    '/etc/nix/more': '@/etc/nix/machines',
+  };
+  const read = (f: string) => {
+    const text = files[f];
+    if (text === undefined) throw new Error(`ENOENT: ${f}`);
+    return text;
+  };
+
+  it('reads inline specs and @file entries, passing over what it cannot read', () => {
+    const machines = machinesFromSetting('ssh-ng://b aarch64-linux; @/etc/nix/machines; @/nowhere', read);
+    expect(machines.map((m) => [m.uri, m.systems, m.supportedFeatures])).toEqual([
+      ['ssh-ng://b', ['aarch64-linux'], []],
+      ['ssh://a', ['x86_64-linux'], ['kvm', 'nixos-test']],
+    ]);
+    expect(machinesFromSetting('@/etc/nix/more', read).map((m) => m.uri)).toEqual(['ssh://a']);
+    expect(machinesFromSetting('', read)).toEqual([]);
+  });
+
+  it("matches machines by Nix's rules: system, offered features, mandatory features", () => {
+    const [m] = machinesFromSetting('ssh://a x86_64-linux - 1 1 kvm,nixos-test big-parallel', read);
+    const spec = m as NonNullable<typeof m>;
+    expect(machineCanBuild(spec, 'x86_64-linux', ['nixos-test', 'big-parallel'], 'x86_64-linux')).toBe(true);
+    expect(machineCanBuild(spec, 'x86_64-linux', ['nixos-test'], 'x86_64-linux')).toBe(false); // mandatory unmet
+    expect(machineCanBuild(spec, 'aarch64-linux', ['nixos-test', 'big-parallel'], 'x86_64-linux')).toBe(false);
+    const [bare] = machinesFromSetting('ssh://c', read);
+    expect(machineCanBuild(bare as NonNullable<typeof bare>, 'x86_64-linux', [], 'x86_64-linux')).toBe(true);
+    expect(machineCanBuild(bare as NonNullable<typeof bare>, 'aarch64-linux', [], 'x86_64-linux')).toBe(false);
   });
 });
