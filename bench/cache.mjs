@@ -246,7 +246,7 @@ try {
           distRoot,
           node: asUser,
           inputs: { key: 'bench', strict: 'true' },
-          env: env({ NIX_REMOTE: 'daemon' }),
+          env: env({ NIX_REMOTE: 'daemon', RUNNER_ENVIRONMENT: 'github-hosted' }),
           steps: [],
           dirs: { temp: TEMP },
         },

@@ -34632,8 +34632,21 @@ async function curlDecompressTo(url, tools, consume, signal, onResume) {
 
 
 const STORE_DIR = '/nix/store';
-/** The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). */
-async function storeSetting(nix) {
+const settings = new WeakMap();
+/**
+ * The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). Asked once per NixCommand (whose
+ * environment fixes it): the restore as root and the restore itself both want it.
+ */
+function storeSetting(nix) {
+    let s = settings.get(nix);
+    if (!s) {
+        s = readStoreSetting(nix);
+        s.catch(() => settings.delete(nix)); // a failure is not remembered
+        settings.set(nix, s);
+    }
+    return s;
+}
+async function readStoreSetting(nix) {
     const args = atLeast(nix.version, '2.20.0') ? ['config', 'show', '--json'] : ['show-config', '--json'];
     const conf = JSON.parse((await nix.run(args)).stdout);
     const value = conf.store?.value;
@@ -35762,7 +35775,7 @@ async function saveToStore(nix, paths, opts) {
 
 const BACKENDS = ['auto', 'github', 'store', 'gitlab'];
 const SAVE_MODES = ['auto', 'always', 'never'];
-const SUDO_MODES = ['auto', 'never'];
+const SUDO_MODES = ['auto', 'always', 'never'];
 /** Longest `key` accepted: the GitHub service takes 512 characters, and entry keys append a suffix of up to ~80. */
 const MAX_KEY_LENGTH = 400;
 /** The GitHub service takes at most 10 keys per lookup: the primary key and 9 prefixes. */

@@ -34519,8 +34519,21 @@ function nixFeatures(v) {
 
 
 const STORE_DIR = '/nix/store';
-/** The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). */
-async function storeSetting(nix) {
+const settings = new WeakMap();
+/**
+ * The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). Asked once per NixCommand (whose
+ * environment fixes it): the restore as root and the restore itself both want it.
+ */
+function storeSetting(nix) {
+    let s = settings.get(nix);
+    if (!s) {
+        s = readStoreSetting(nix);
+        s.catch(() => settings.delete(nix)); // a failure is not remembered
+        settings.set(nix, s);
+    }
+    return s;
+}
+async function readStoreSetting(nix) {
     const args = atLeast(nix.version, '2.20.0') ? ['config', 'show', '--json'] : ['show-config', '--json'];
     const conf = JSON.parse((await nix.run(args)).stdout);
     const value = conf.store?.value;
@@ -35649,7 +35662,7 @@ async function saveToStore(nix, paths, opts) {
 
 const BACKENDS = ['auto', 'github', 'store', 'gitlab'];
 const SAVE_MODES = ['auto', 'always', 'never'];
-const SUDO_MODES = ['auto', 'never'];
+const SUDO_MODES = ['auto', 'always', 'never'];
 /** Longest `key` accepted: the GitHub service takes 512 characters, and entry keys append a suffix of up to ~80. */
 const MAX_KEY_LENGTH = 400;
 /** The GitHub service takes at most 10 keys per lookup: the primary key and 9 prefixes. */
@@ -35730,7 +35743,7 @@ function parseCacheInputs(p) {
  * runners give that user password-less sudo, so the github backend's restore then runs in a root process started
  * with `sudo -n` (never a prompt: no sudo, or one that wants a password, keeps the `nix copy` way), which writes the
  * checked NARs straight into the store and registers them with `nix-store --load-db`, as a root job does. The `sudo`
- * input (`auto`, `never`) turns this off.
+ * input decides where it is tried: `auto` on GitHub-hosted runners only, `always` wherever `sudo -n` works, `never`.
  *
  * The root process is this same bundle with ROOT_RESTORE_FLAG; everything else, secrets included (the runtime token
  * that the cache lookups need), travels as JSON on its stdin, never in argv, and sudo starts it with a clean
@@ -35765,22 +35778,30 @@ function sudoWorks(sudo) {
     });
 }
 /**
- * Whether this restore should run as root: not root already, a store this process cannot write but root could (the
- * default store, reached through the daemon), and a password-less `sudo`.
+ * Whether this restore should run as root: the `sudo` input allows it here, not root already, a store this process
+ * cannot write but root could (the default store, reached through the daemon), and a password-less `sudo`.
  */
-async function rootRestoreUsable(p, nix, uid = process.getuid?.()) {
+async function rootRestoreUsable(p, nix, mode, uid = process.getuid?.()) {
     // Linux only: that is where it is tested (a macOS store volume would likely work the same, but unproven).
     if (uid === undefined || uid === 0 || process.platform !== 'linux')
         return false;
+    // `auto` asks sudo only on GitHub-hosted runners, whose sudo needs no password: elsewhere a user without sudo
+    // rights would have its attempt logged, and mailed to root, as an incident.
+    if (mode === 'never' || (mode === 'auto' && !p.runner.hosted))
+        return false;
     if (p.env('NIX_STORE_DIR') || p.env('NIX_STATE_DIR'))
         return false;
-    const store = await storeSetting(nix).catch(() => undefined);
+    const sudo = findOnPath('sudo', p.env('PATH'));
+    // Both asked at once: the answer needs both, and the restore wants the store setting anyway (it is kept).
+    const [store, sudoOk] = await Promise.all([
+        storeSetting(nix).catch(() => undefined),
+        sudo === undefined ? false : sudoWorks(sudo),
+    ]);
     if (store === undefined || !['', 'auto', 'daemon', 'local'].includes(store))
         return false;
     if (localStoreFor(store, (k) => p.env(k), uid) !== undefined)
         return false; // writable already
-    const sudo = findOnPath('sudo', p.env('PATH'));
-    return sudo !== undefined && (await sudoWorks(sudo));
+    return sudoOk;
 }
 /** Runs the github backend's restore in a root process (see the file comment); its result, as if run here. */
 async function restoreAsRoot(p, nix, req) {
@@ -36362,7 +36383,7 @@ async function main(p) {
             signal,
         };
         // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts).
-        if (backend.name === 'github' && inputs.sudo === 'auto' && (await rootRestoreUsable(p, nix)))
+        if (backend.name === 'github' && (await rootRestoreUsable(p, nix, inputs.sudo)))
             return restoreAsRoot(p, nix, req);
         return backend.restore(p, nix, req);
     }, inputs.timeoutMs)));

@@ -7,7 +7,7 @@ import { validateStoreUrl } from './store-backend.js';
 
 export const BACKENDS = ['auto', 'github', 'store', 'gitlab'] as const;
 export const SAVE_MODES = ['auto', 'always', 'never'] as const;
-export const SUDO_MODES = ['auto', 'never'] as const;
+export const SUDO_MODES = ['auto', 'always', 'never'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 export type SaveMode = (typeof SAVE_MODES)[number];
 
@@ -44,7 +44,7 @@ export interface CacheInputs {
   timeoutMs: number;
   /** Secret, for purge only. */
   githubToken: string;
-  /** `auto`: a store behind the daemon is restored as root when `sudo -n` works (root-restore.ts). */
+  /** When a store behind the daemon is restored as root through `sudo -n` (root-restore.ts). */
   sudo: (typeof SUDO_MODES)[number];
 }
 

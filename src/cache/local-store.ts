@@ -20,8 +20,23 @@ export interface LocalStore {
   realStoreDir: string;
 }
 
-/** The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). */
-export async function storeSetting(nix: NixCommand): Promise<string> {
+const settings = new WeakMap<NixCommand, Promise<string>>();
+
+/**
+ * The `store` setting as Nix resolved it (nix.conf, NIX_CONFIG, NIX_REMOTE). Asked once per NixCommand (whose
+ * environment fixes it): the restore as root and the restore itself both want it.
+ */
+export function storeSetting(nix: NixCommand): Promise<string> {
+  let s = settings.get(nix);
+  if (!s) {
+    s = readStoreSetting(nix);
+    s.catch(() => settings.delete(nix)); // a failure is not remembered
+    settings.set(nix, s);
+  }
+  return s;
+}
+
+async function readStoreSetting(nix: NixCommand): Promise<string> {
   const args = atLeast(nix.version, '2.20.0') ? ['config', 'show', '--json'] : ['show-config', '--json'];
   const conf = JSON.parse((await nix.run(args)).stdout) as Record<string, { value?: unknown } | undefined>;
   const value = conf.store?.value;

@@ -82,7 +82,7 @@ export async function main(p: Platform): Promise<void> {
           signal,
         };
         // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts).
-        if (backend.name === 'github' && inputs.sudo === 'auto' && (await rootRestoreUsable(p, nix)))
+        if (backend.name === 'github' && (await rootRestoreUsable(p, nix, inputs.sudo)))
           return restoreAsRoot(p, nix, req);
         return backend.restore(p, nix, req);
       }, inputs.timeoutMs),

@@ -5,7 +5,7 @@
  * runners give that user password-less sudo, so the github backend's restore then runs in a root process started
  * with `sudo -n` (never a prompt: no sudo, or one that wants a password, keeps the `nix copy` way), which writes the
  * checked NARs straight into the store and registers them with `nix-store --load-db`, as a root job does. The `sudo`
- * input (`auto`, `never`) turns this off.
+ * input decides where it is tried: `auto` on GitHub-hosted runners only, `always` wherever `sudo -n` works, `never`.
  *
  * The root process is this same bundle with ROOT_RESTORE_FLAG; everything else, secrets included (the runtime token
  * that the cache lookups need), travels as JSON on its stdin, never in argv, and sudo starts it with a clean
@@ -23,6 +23,7 @@ import type { NixVersion } from '../nix/version.js';
 import type { LogLevel, Platform } from '../platform/types.js';
 import type { RestoreRequest, RestoreResult } from './backend.js';
 import type { GitHubMemo } from './github-backend.js';
+import type { SUDO_MODES } from './inputs.js';
 import { localStoreFor, storeSetting } from './local-store.js';
 
 export const ROOT_RESTORE_FLAG = '--flake-ci-restore-as-root';
@@ -62,19 +63,33 @@ function sudoWorks(sudo: string): Promise<boolean> {
   });
 }
 
+export type SudoMode = (typeof SUDO_MODES)[number];
+
 /**
- * Whether this restore should run as root: not root already, a store this process cannot write but root could (the
- * default store, reached through the daemon), and a password-less `sudo`.
+ * Whether this restore should run as root: the `sudo` input allows it here, not root already, a store this process
+ * cannot write but root could (the default store, reached through the daemon), and a password-less `sudo`.
  */
-export async function rootRestoreUsable(p: Platform, nix: NixCommand, uid = process.getuid?.()): Promise<boolean> {
+export async function rootRestoreUsable(
+  p: Platform,
+  nix: NixCommand,
+  mode: SudoMode,
+  uid = process.getuid?.(),
+): Promise<boolean> {
   // Linux only: that is where it is tested (a macOS store volume would likely work the same, but unproven).
   if (uid === undefined || uid === 0 || process.platform !== 'linux') return false;
+  // `auto` asks sudo only on GitHub-hosted runners, whose sudo needs no password: elsewhere a user without sudo
+  // rights would have its attempt logged, and mailed to root, as an incident.
+  if (mode === 'never' || (mode === 'auto' && !p.runner.hosted)) return false;
   if (p.env('NIX_STORE_DIR') || p.env('NIX_STATE_DIR')) return false;
-  const store = await storeSetting(nix).catch(() => undefined);
+  const sudo = findOnPath('sudo', p.env('PATH'));
+  // Both asked at once: the answer needs both, and the restore wants the store setting anyway (it is kept).
+  const [store, sudoOk] = await Promise.all([
+    storeSetting(nix).catch(() => undefined),
+    sudo === undefined ? false : sudoWorks(sudo),
+  ]);
   if (store === undefined || !['', 'auto', 'daemon', 'local'].includes(store)) return false;
   if (localStoreFor(store, (k) => p.env(k), uid) !== undefined) return false; // writable already
-  const sudo = findOnPath('sudo', p.env('PATH'));
-  return sudo !== undefined && (await sudoWorks(sudo));
+  return sudoOk;
 }
 
 /** Runs the github backend's restore in a root process (see the file comment); its result, as if run here. */

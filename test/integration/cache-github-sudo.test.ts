@@ -1,8 +1,8 @@
 /**
  * actions/cache (github backend) run by a non-root user against a store behind nix-daemon, as on GitHub's runners:
- * the steps' node runs as uid 1001 (`runner`, password-less sudo), the daemon as root. With `sudo: auto` the restore
- * runs as root through `sudo -n` and writes the store directly; with `sudo: never`, or when sudo wants a password, it
- * imports through `nix copy`. Either way the restored store builds nothing, and no root-owned file is left in the
+ * the steps' node runs as uid 1001 (`runner`, password-less sudo), the daemon as root. With `sudo: auto` on a
+ * GitHub-hosted runner the restore runs as root through `sudo -n` and writes the store directly; with `sudo: never`,
+ * `auto` on a self-hosted runner, or when sudo wants a password, it imports through `nix copy`. Either way the restored store builds nothing, and no root-owned file is left in the
  * runner's directories. Real sudo, real daemon, both Nix versions.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -49,7 +49,8 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  const userJob = (sudo: boolean, inputs: Record<string, string> = {}) =>
+  /** A job of the non-root user; `hosted`: on a GitHub-hosted runner (RUNNER_ENVIRONMENT), where `auto` tries sudo. */
+  const userJob = (sudo: boolean, inputs: Record<string, string> = {}, hosted = true) =>
     cacheJob(svc, {
       bin,
       scratch,
@@ -57,7 +58,7 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
       node,
       inputs,
       setup: [...userSetup(sudo), ...daemonSetup(bin)],
-      env: { NIX_REMOTE: 'daemon' },
+      env: { NIX_REMOTE: 'daemon', ...(hosted ? { RUNNER_ENVIRONMENT: 'github-hosted' } : {}) },
       steps: [buildNothing(fixture, 'sudo', 12), 'stat -c %U /nix/store/*-fix-12', foreignFiles],
     });
 
@@ -75,12 +76,13 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
     expect(r.post?.outputs).toEqual({ 'paths-saved': '0', 'bytes-up': '0' });
   });
 
-  it('imports through nix copy with sudo: never, and when sudo wants a password', async () => {
-    for (const [sudo, inputs] of [
-      [true, { sudo: 'never' }],
-      [false, {}],
+  it('imports through nix copy with sudo: never, on a self-hosted runner with auto, and when sudo wants a password', async () => {
+    for (const [sudo, inputs, hosted] of [
+      [true, { sudo: 'never' }, true],
+      [true, {}, false],
+      [false, { sudo: 'always' }, false],
     ] as const) {
-      const r = await userJob(sudo, inputs);
+      const r = await userJob(sudo, inputs, hosted);
       expect(r.main.ok).toBe(true);
       expect(r.main.outputs).toMatchObject({ hit: 'exact', 'paths-restored': '12' });
       expect(r.main.stdout).not.toContain('Restoring as root');

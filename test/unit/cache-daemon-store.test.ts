@@ -111,17 +111,30 @@ describe('rootRestoreUsable', () => {
 
   it('never for root, a relocated store, or a store other than the default one', async () => {
     const p = new RecordingPlatform({}, { PATH: '/usr/bin:/bin' });
-    expect(await rootRestoreUsable(p, nixWithStore('daemon').nix, 0)).toBe(false);
+    expect(await rootRestoreUsable(p, nixWithStore('daemon').nix, 'always', 0)).toBe(false);
     const relocated = new RecordingPlatform({}, { PATH: '/usr/bin:/bin', NIX_STORE_DIR: '/opt/nix/store' });
-    expect(await rootRestoreUsable(relocated, nixWithStore('daemon').nix, 1001)).toBe(false);
+    expect(await rootRestoreUsable(relocated, nixWithStore('daemon').nix, 'always', 1001)).toBe(false);
     for (const store of ['ssh-ng://builder', 'https://cache.example', 'local?root=/tmp/x'])
-      expect(await rootRestoreUsable(p, nixWithStore(store).nix, 1001)).toBe(false);
+      expect(await rootRestoreUsable(p, nixWithStore(store).nix, 'always', 1001)).toBe(false);
   });
 
   it('not when sudo is missing from PATH', async () => {
     const p = new RecordingPlatform({}, { PATH: '/nonexistent' });
     const { nix, asked } = nixWithStore('daemon');
-    expect(await rootRestoreUsable(p, nix, 1001)).toBe(false);
+    expect(await rootRestoreUsable(p, nix, 'always', 1001)).toBe(false);
     expect(asked).toHaveLength(1); // the store setting was read; no sudo was found to ask
+  });
+
+  it('with auto, only on GitHub-hosted runners; never with never: nothing is even asked', async () => {
+    const selfHosted = new RecordingPlatform({}, { PATH: '/usr/bin:/bin' }, { hosted: false });
+    const hosted = new RecordingPlatform({}, { PATH: '/usr/bin:/bin' }, { hosted: true });
+    for (const [p, mode] of [
+      [selfHosted, 'auto'],
+      [hosted, 'never'],
+    ] as const) {
+      const { nix, asked } = nixWithStore('daemon');
+      expect(await rootRestoreUsable(p, nix, mode, 1001)).toBe(false);
+      expect(asked).toHaveLength(0);
+    }
   });
 });
