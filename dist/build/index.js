@@ -51413,8 +51413,9 @@ async function keepVmArtifacts(platform, vmResults, dir, opts) {
  * `--option extra-system-features`, which Nix 2.8 and 2.34 accept for `nix build` and `nix-store --realise` alike
  * (a daemon honours it only from trusted users; install-nix makes the job's user one).
  * A VM test that a remote builder can take (the `builders` input's machines, else Nix's own `builders` setting; its
- * system, `nixos-test` and the test's other features) does not need KVM here: without usable KVM it is left to Nix, which sends it to that machine because this one does not
- * offer the features (none are declared then), instead of being refused.
+ * system, `nixos-test` and the test's other features) does not need KVM here: without usable KVM it is left to Nix,
+ * which sends it to that machine because this one does not offer the features (none are declared then), instead of
+ * being refused.
  * Failed VM tests keep their logs and screenshots as artifacts: vm-artifacts.ts.
  */
 
