@@ -35758,6 +35758,9 @@ function parseCacheInputs(p) {
 
 
 const ROOT_RESTORE_FLAG = '--flake-ci-restore-as-root';
+/** The root process itself failed (not the restore it ran): the restore can still be done the other way. */
+class RootProcessFailed extends TransientError {
+}
 /** Marks our protocol lines on the root process's stdout (a library might print something else there). */
 const LINE_MARK = 'flake-ci-root-restore ';
 /** What the job's environment gives the root process (sudo starts it with a clean one). */
@@ -35881,7 +35884,7 @@ async function restoreAsRoot(p, nix, req) {
         throw new Error(failure.message);
     }
     if (!answer || code !== 0)
-        throw new TransientError(`the restore as root ended without a result (exit ${code}): ${stderr.trim()}`);
+        throw new RootProcessFailed(`the restore as root ended without a result (exit ${code}): ${stderr.trim()}`);
     const { result, restoredHashes } = answer;
     const memo = result.memo;
     if (memo && restoredHashes !== undefined) {
@@ -36342,6 +36345,7 @@ async function pullRequestFromFork(p) {
 
 
 
+
 /** The key and the restore prefixes: the default key falls back to any earlier lock file on this OS/arch. */
 async function cacheKeys(p, inputs) {
     const { os, arch, workspace } = p.runner;
@@ -36382,9 +36386,18 @@ async function main(p) {
             tempDir,
             signal,
         };
-        // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts).
-        if (backend.name === 'github' && (await rootRestoreUsable(p, nix, inputs.sudo)))
-            return restoreAsRoot(p, nix, req);
+        // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts). Should
+        // the root process itself fail (not the restore it ran), the restore is done here, through Nix.
+        if (backend.name === 'github' && (await rootRestoreUsable(p, nix, inputs.sudo))) {
+            try {
+                return await restoreAsRoot(p, nix, req);
+            }
+            catch (e) {
+                if (!(e instanceof RootProcessFailed) || signal.aborted)
+                    throw e;
+                p.log('warning', `${errorMessage(e)}; restoring through Nix instead.`);
+            }
+        }
         return backend.restore(p, nix, req);
     }, inputs.timeoutMs)));
     const r = restored.ok ? restored.value : { pathsRestored: 0, bytesDown: 0 };

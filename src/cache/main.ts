@@ -5,6 +5,7 @@
  */
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import * as path from 'node:path';
+import { errorMessage } from '../errors.js';
 import { saveState } from '../platform/state.js';
 import type { Platform } from '../platform/types.js';
 import type { Backend, RestoreResult } from './backend.js';
@@ -13,7 +14,7 @@ import { failOpen } from './fail-open.js';
 import { mib } from './github-backend.js';
 import { parseCacheInputs, type CacheInputs } from './inputs.js';
 import { defaultPrimaryKey, hitKind, restorePrefix, type HitKind } from './key.js';
-import { restoreAsRoot, rootRestoreUsable } from './root-restore.js';
+import { restoreAsRoot, RootProcessFailed, rootRestoreUsable } from './root-restore.js';
 import { chooseBackend, entrySuffix, resolveNix } from './runner-glue.js';
 import { snapshotFromSet, takeSnapshot } from './snapshot.js';
 
@@ -81,9 +82,16 @@ export async function main(p: Platform): Promise<void> {
           tempDir,
           signal,
         };
-        // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts).
-        if (backend.name === 'github' && (await rootRestoreUsable(p, nix, inputs.sudo)))
-          return restoreAsRoot(p, nix, req);
+        // A store behind the daemon that this user cannot write: as root when sudo allows (root-restore.ts). Should
+        // the root process itself fail (not the restore it ran), the restore is done here, through Nix.
+        if (backend.name === 'github' && (await rootRestoreUsable(p, nix, inputs.sudo))) {
+          try {
+            return await restoreAsRoot(p, nix, req);
+          } catch (e) {
+            if (!(e instanceof RootProcessFailed) || signal.aborted) throw e;
+            p.log('warning', `${errorMessage(e)}; restoring through Nix instead.`);
+          }
+        }
         return backend.restore(p, nix, req);
       }, inputs.timeoutMs),
     ),

@@ -27,6 +27,9 @@ import type { SUDO_MODES } from './inputs.js';
 import { localStoreFor, storeSetting } from './local-store.js';
 
 export const ROOT_RESTORE_FLAG = '--flake-ci-restore-as-root';
+
+/** The root process itself failed (not the restore it ran): the restore can still be done the other way. */
+export class RootProcessFailed extends TransientError {}
 /** Marks our protocol lines on the root process's stdout (a library might print something else there). */
 export const LINE_MARK = 'flake-ci-root-restore ';
 
@@ -160,7 +163,7 @@ export async function restoreAsRoot(p: Platform, nix: NixCommand, req: RestoreRe
     throw new Error(failure.message);
   }
   if (!answer || code !== 0)
-    throw new TransientError(`the restore as root ended without a result (exit ${code}): ${stderr.trim()}`);
+    throw new RootProcessFailed(`the restore as root ended without a result (exit ${code}): ${stderr.trim()}`);
   const { result, restoredHashes } = answer;
   const memo = result.memo as GitHubMemo | undefined;
   if (memo && restoredHashes !== undefined) {

@@ -50,7 +50,12 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
   });
 
   /** A job of the non-root user; `hosted`: on a GitHub-hosted runner (RUNNER_ENVIRONMENT), where `auto` tries sudo. */
-  const userJob = (sudo: boolean, inputs: Record<string, string> = {}, hosted = true) =>
+  const userJob = (
+    sudo: boolean,
+    inputs: Record<string, string> = {},
+    hosted = true,
+    env: Record<string, string> = {},
+  ) =>
     cacheJob(svc, {
       bin,
       scratch,
@@ -58,7 +63,7 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
       node,
       inputs,
       setup: [...userSetup(sudo), ...daemonSetup(bin)],
-      env: { NIX_REMOTE: 'daemon', ...(hosted ? { RUNNER_ENVIRONMENT: 'github-hosted' } : {}) },
+      env: { NIX_REMOTE: 'daemon', ...(hosted ? { RUNNER_ENVIRONMENT: 'github-hosted' } : {}), ...env },
       steps: [buildNothing(fixture, 'sudo', 12), 'stat -c %U /nix/store/*-fix-12', foreignFiles],
     });
 
@@ -74,6 +79,25 @@ describe.each(NIX_VERSIONS)('actions/cache restores a daemon store as a non-root
     expect(r.steps?.[2]?.stdout.trim()).toBe('');
     expect(r.post?.ok).toBe(true);
     expect(r.post?.outputs).toEqual({ 'paths-saved': '0', 'bytes-up': '0' });
+  });
+
+  it('restores through Nix, with a warning, when the root process itself fails', async () => {
+    // A sudo that says yes to `sudo -n true` and then fails to start anything.
+    const fake = path.join(scratch, 'fake-sudo');
+    mkdirSync(fake, { recursive: true });
+    writeFileSync(
+      path.join(fake, 'sudo'),
+      '#!/bin/sh\n[ "$2" = true ] && exit 0\necho "sudo: this one cannot" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
+    const r = await userJob(true, {}, true, { PATH: `${fake}:${bin}:/usr/bin:/bin` });
+    expect(r.main.ok).toBe(true);
+    expect(r.main.outputs).toMatchObject({ hit: 'exact', 'paths-restored': '12' });
+    expect(r.main.stdout).toMatch(
+      /the restore as root ended without a result \(exit 1\): sudo: this one cannot; restoring through Nix instead/,
+    );
+    expect(r.main.stdout).toContain('Restoring through Nix');
+    expect(r.steps?.map((s) => s.exitCode)).toEqual([0, 0, 0]);
   });
 
   it('imports through nix copy with sudo: never, on a self-hosted runner with auto, and when sudo wants a password', async () => {
