@@ -1,60 +1,14 @@
 // A block's parts that deflate cannot shrink are stored as members of their own (src/oci/compress-entropy.ts,
 // compress-deflaters.ts), raw block buffers are pooled, and the pipeline says when its CPU work for a layer is done
-// (compress.ts `compressed`, which layer-slots.ts schedules by). Helpers as in oci-compress.test.ts.
+// (compress.ts `compressed`, which layer-slots.ts schedules by). Helpers: helpers/compress-fixtures.ts.
 import { describe, expect, it } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as zlib from 'node:zlib';
-import { BufferPool, CompressionPool, compressLayer, type CompressOptions } from '../../src/oci/compress.js';
+import { BufferPool, CompressionPool, compressLayer } from '../../src/oci/compress.js';
 import { storedMember } from '../../src/oci/compress-deflaters.js';
 import { entropyRuns, PART } from '../../src/oci/compress-entropy.js';
+import { collect, KiB, members, MiB, once, sample, sha, small, tool } from './helpers/compress-fixtures.js';
 import { chunked, rng } from './helpers/tar-fixtures.js';
-
-const KiB = 1024;
-const MiB = 1024 * KiB;
-
-/** Half text, half noise: compressible like a real layer, and never one repeated pattern. */
-function sample(bytes: number, seed: number): Buffer {
-  const next = rng(seed);
-  const out = Buffer.alloc(bytes);
-  for (let i = 0; i < bytes;) {
-    const run = Math.min(bytes - i, 1 + Math.floor(next() * 4096));
-    if (next() < 0.5) for (let j = 0; j < run; j++) out[i + j] = Math.floor(next() * 256);
-    else out.write(`line ${i} of a layer: /nix/store/${seed}-${i}\n`.repeat(run).slice(0, run), i, 'latin1');
-    i += run;
-  }
-  return out;
-}
-
-async function* once(buf: Buffer): AsyncGenerator<Buffer> {
-  yield buf;
-}
-
-async function collect(raw: AsyncIterable<Buffer>, opts: CompressOptions) {
-  const layer = compressLayer(raw, opts);
-  const parts: Buffer[] = [];
-  for await (const c of layer.chunks) parts.push(c);
-  return { out: Buffer.concat(parts), parts, result: await layer.result };
-}
-
-function tool(cmd: string, args: string[], input: Buffer): Buffer {
-  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr?.toString()}`);
-  return r.stdout;
-}
-
-/** The gzip members of a stream, split where Python's zlib says each one ends. */
-function members(gz: Buffer): Buffer[] {
-  const script =
-    'import sys,zlib\nd=sys.stdin.buffer.read()\nwhile d:\n o=zlib.decompressobj(31); o.decompress(d); print(len(d)-len(o.unused_data)); d=o.unused_data';
-  const sizes = tool('python3', ['-c', script], gz).toString().trim().split('\n').map(Number);
-  let at = 0;
-  return sizes.map((n) => gz.subarray(at, (at += n)));
-}
-
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const small: Pick<CompressOptions, 'chunkSize' | 'parallelism'> = { chunkSize: 64 * KiB, parallelism: 3 };
 
 describe('incompressible runs', () => {
   const text = (n: number, seed: number) => sample(n, seed).map((b, i) => (i % 7 === 0 ? 0x20 : b & 0x7f));

@@ -3,62 +3,16 @@
 // chunked, memory must stay bounded with a slow consumer, and failures must reach both the iterator and `result`.
 import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InputError } from '../../src/errors.js';
-import { CompressionPool, compressLayer, mediaTypeFor, type CompressOptions } from '../../src/oci/compress.js';
+import { CompressionPool, compressLayer, mediaTypeFor } from '../../src/oci/compress.js';
 import { MEDIA } from '../../src/oci/types.js';
-import { chunked, gnuTar, rng } from './helpers/tar-fixtures.js';
-
-const KiB = 1024;
-const MiB = 1024 * KiB;
-
-/** Half text, half noise: compressible like a real layer, and never one repeated pattern. */
-function sample(bytes: number, seed: number): Buffer {
-  const next = rng(seed);
-  const out = Buffer.alloc(bytes);
-  for (let i = 0; i < bytes;) {
-    const run = Math.min(bytes - i, 1 + Math.floor(next() * 4096));
-    if (next() < 0.5) for (let j = 0; j < run; j++) out[i + j] = Math.floor(next() * 256);
-    else out.write(`line ${i} of a layer: /nix/store/${seed}-${i}\n`.repeat(run).slice(0, run), i, 'latin1');
-    i += run;
-  }
-  return out;
-}
-
-async function* once(buf: Buffer): AsyncGenerator<Buffer> {
-  yield buf;
-}
-
-async function collect(raw: AsyncIterable<Buffer>, opts: CompressOptions) {
-  const layer = compressLayer(raw, opts);
-  const parts: Buffer[] = [];
-  for await (const c of layer.chunks) parts.push(c);
-  return { out: Buffer.concat(parts), parts, result: await layer.result, stats: layer.stats };
-}
-
-/** Runs a system tool with `input` on stdin; returns stdout, failing the test with its stderr. */
-function tool(cmd: string, args: string[], input: Buffer): Buffer {
-  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr?.toString()}`);
-  return r.stdout;
-}
-
-/** The gzip members of a stream, split where Python's zlib says each one ends. */
-function members(gz: Buffer): Buffer[] {
-  const script =
-    'import sys,zlib\nd=sys.stdin.buffer.read()\nwhile d:\n o=zlib.decompressobj(31); o.decompress(d); print(len(d)-len(o.unused_data)); d=o.unused_data';
-  const sizes = tool('python3', ['-c', script], gz).toString().trim().split('\n').map(Number);
-  let at = 0;
-  return sizes.map((n) => gz.subarray(at, (at += n)));
-}
-
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const small: Pick<CompressOptions, 'chunkSize' | 'parallelism'> = { chunkSize: 64 * KiB, parallelism: 3 };
+import { collect, KiB, members, MiB, once, sample, sha, small, tool } from './helpers/compress-fixtures.js';
+import { chunked, gnuTar } from './helpers/tar-fixtures.js';
 
 describe('compressLayer output is read by real decompressors', () => {
   const raw = sample(3 * MiB + 12_345, 1);
