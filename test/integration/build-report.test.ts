@@ -7,6 +7,7 @@ import type { AttrResult } from '../../src/build/results.js';
 import { InputError } from '../../src/errors.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
 import { startGitHubApi, type GitHubApi } from '../support/github-api.mjs';
+import { attrResult } from '../support/build-results.js';
 
 const TOKEN = 'ghs_reportTestToken0123456789abcdefABCDEF';
 const REPO = 'flake-ci/demo';
@@ -24,18 +25,8 @@ afterAll(async () => {
 });
 beforeEach(() => api.reset());
 
-const result = (name: string, extra: Partial<AttrResult> = {}): AttrResult => ({
-  attr: `checks.x86_64-linux.${name}`,
-  attrPath: ['checks', 'x86_64-linux', name],
-  system: 'x86_64-linux',
-  drvPath: `/nix/store/${'a'.repeat(32)}-${name}.drv`,
-  outputs: { out: `/nix/store/${'b'.repeat(32)}-${name}` },
-  features: [],
-  status: 'built',
-  duration: 2.5,
-  attempts: 1,
-  ...extra,
-});
+const result = (name: string, extra: Partial<AttrResult> = {}): AttrResult =>
+  attrResult(name, { duration: 2.5, ...extra });
 const evalError = (name: string, line: number): AttrResult =>
   result(name, {
     status: 'eval-error',

@@ -12,6 +12,7 @@ import { engineOptions, parseBuildInputs, shardInputs, splitPatterns } from '../
 import { countResults, type AttrResult } from '../../src/build/results.js';
 import { InputError } from '../../src/errors.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
+import { attrResult } from '../support/build-results.js';
 
 const temps: string[] = [];
 const mkdtempSync = (prefix: string): string => {
@@ -259,18 +260,7 @@ describe('action context', () => {
 });
 
 function result(name: string, status: AttrResult['status'], extra: Partial<AttrResult> = {}): AttrResult {
-  return {
-    attr: `checks.x86_64-linux.${name}`,
-    attrPath: ['checks', 'x86_64-linux', name],
-    system: 'x86_64-linux',
-    drvPath: '',
-    outputs: {},
-    features: [],
-    status,
-    duration: 1,
-    attempts: 1,
-    ...extra,
-  };
+  return attrResult(name, { drvPath: '', outputs: {}, status, duration: 1, ...extra });
 }
 
 describe('failure reporting', () => {

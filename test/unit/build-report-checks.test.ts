@@ -13,19 +13,8 @@ import {
 } from '../../src/build/report/index.js';
 import { InputError } from '../../src/errors.js';
 import { countResults, resultsJson, type AttrResult } from '../../src/build/results.js';
+import { attrResult as result } from '../support/build-results.js';
 
-const result = (name: string, extra: Partial<AttrResult> = {}): AttrResult => ({
-  attr: `checks.x86_64-linux.${name}`,
-  attrPath: ['checks', 'x86_64-linux', name],
-  system: 'x86_64-linux',
-  drvPath: `/nix/store/${'a'.repeat(32)}-${name}.drv`,
-  outputs: { out: `/nix/store/${'b'.repeat(32)}-${name}` },
-  features: [],
-  status: 'built',
-  duration: 1.5,
-  attempts: 1,
-  ...extra,
-});
 const SRC = `/nix/store/${'c'.repeat(32)}-source`;
 const evalError = (name: string, file: string, line: number, relativeFile?: string) =>
   result(name, {

@@ -3,19 +3,8 @@ import { describe, expect, it } from '@jest/globals';
 import { renderBuildSummary, SUMMARY_MAX_BYTES } from '../../src/build/report/index.js';
 import { codeBlock, inlineCode, keepTail, mdEscape } from '../../src/build/report/text.js';
 import { countResults, type AttrResult } from '../../src/build/results.js';
+import { attrResult as result } from '../support/build-results.js';
 
-const result = (name: string, extra: Partial<AttrResult> = {}): AttrResult => ({
-  attr: `checks.x86_64-linux.${name}`,
-  attrPath: ['checks', 'x86_64-linux', name],
-  system: 'x86_64-linux',
-  drvPath: `/nix/store/${'a'.repeat(32)}-${name}.drv`,
-  outputs: { out: `/nix/store/${'b'.repeat(32)}-${name}` },
-  features: [],
-  status: 'built',
-  duration: 1.5,
-  attempts: 1,
-  ...extra,
-});
 const meta = { flake: '.', nixVersion: '2.34.8', systems: ['x86_64-linux'] };
 const render = (rs: AttrResult[], extra = {}) => renderBuildSummary(rs, countResults(rs), { ...meta, ...extra });
 const bytes = (s: string) => Buffer.byteLength(s, 'utf8');

@@ -10,19 +10,10 @@ import {
   xmlText,
   type AttrResult,
 } from '../../src/build/results.js';
+import { attrResult } from '../support/build-results.js';
 
-const base = (name: string, extra: Partial<AttrResult>): AttrResult => ({
-  attr: `checks.x86_64-linux.${name}`,
-  attrPath: ['checks', 'x86_64-linux', name],
-  system: 'x86_64-linux',
-  drvPath: `/nix/store/${'a'.repeat(32)}-${name}.drv`,
-  outputs: { out: `/nix/store/${'b'.repeat(32)}-${name}` },
-  features: [],
-  status: 'built',
-  duration: 1.23456,
-  attempts: 1,
-  ...extra,
-});
+const base = (name: string, extra: Partial<AttrResult>): AttrResult =>
+  attrResult(name, { duration: 1.23456, ...extra });
 
 const NASTY = 'quote " apos \' amp & lt < gt > cdata-end ]]> nul \u0000 bell \u0007 esc \u001b[31mred\u001b[0m \uFFFF';
 
