@@ -6,13 +6,21 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, runAction, runStep, type StepResult } from '../harness/github-runner.js';
-import { HEAD, REPO, TOKEN, eventEnv, githubEnv as jobEnv, printed, refused } from '../fixtures/build-action/github.js';
-import { distSnapshot, fixtureWorkspace, removeScratch } from '../fixtures/build-action/workspace.js';
-import { requireCommand } from '../support/fixtures.js';
-import { startGitHubApi, type GitHubApi } from '../support/github-api.mjs';
+import {
+  HEAD,
+  REPO,
+  TOKEN,
+  eventEnv,
+  githubEnv as jobEnv,
+  printed,
+  refused,
+  startBuildSuite,
+  stopBuildSuite,
+} from '../fixtures/build-action/github.js';
+import { fixtureWorkspace } from '../fixtures/build-action/workspace.js';
+import type { GitHubApi } from '../support/github-api.mjs';
 
 let api: GitHubApi;
 let scratch: string;
@@ -27,18 +35,10 @@ function event(name: string, payload: unknown): Record<string, string> {
 }
 
 beforeAll(async () => {
-  requireCommand('/usr/bin/nix', 'nix-bin');
-  if (Number(process.versions.node.split('.')[0]) < 24)
-    throw new Error(`Node ${process.version} runs the tests; the bundles need Node 24: run them with 'npm test'.`);
-  scratch = mkdtempSync(path.join(tmpdir(), 'flake-ci-build-modes-'));
-  distRoot = await distSnapshot(scratch);
-  api = await startGitHubApi({ token: TOKEN, repo: REPO });
+  ({ api, scratch, distRoot } = await startBuildSuite('flake-ci-build-modes-'));
 });
 
-afterAll(async () => {
-  await api?.close();
-  removeScratch(scratch);
-});
+afterAll(() => stopBuildSuite({ api, scratch }));
 
 describe("actions/build publish mode (a workflow_run job publishing a fork's results)", () => {
   let results: string;

@@ -7,7 +7,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { runAction, runStep, type ActionResult, type StepResult } from '../harness/github-runner.js';
@@ -20,18 +19,17 @@ import {
   githubEnv as jobEnv,
   printed,
   refused,
+  startBuildSuite,
+  stopBuildSuite,
 } from '../fixtures/build-action/github.js';
 import {
   BINARIES,
   SYSTEM,
-  distSnapshot,
   fixtureWorkspace,
   lineOf,
-  removeScratch,
   type FixtureWorkspace,
 } from '../fixtures/build-action/workspace.js';
-import { requireCommand } from '../support/fixtures.js';
-import { startGitHubApi, type GitHubApi } from '../support/github-api.mjs';
+import type { GitHubApi } from '../support/github-api.mjs';
 
 let api: GitHubApi;
 let scratch: string;
@@ -54,18 +52,10 @@ function event(name: string, payload: unknown): Record<string, string> {
 }
 
 beforeAll(async () => {
-  requireCommand('/usr/bin/nix', 'nix-bin');
-  if (Number(process.versions.node.split('.')[0]) < 24)
-    throw new Error(`Node ${process.version} runs the tests; the bundles need Node 24: run them with 'npm test'.`);
-  scratch = mkdtempSync(path.join(tmpdir(), 'flake-ci-build-action-'));
-  distRoot = await distSnapshot(scratch);
-  api = await startGitHubApi({ token: TOKEN, repo: REPO });
+  ({ api, scratch, distRoot } = await startBuildSuite('flake-ci-build-action-'));
 });
 
-afterAll(async () => {
-  await api?.close();
-  removeScratch(scratch);
-});
+afterAll(() => stopBuildSuite({ api, scratch }));
 
 describe.each(BINARIES)('actions/build with $name', ({ bin }) => {
   let ws: FixtureWorkspace;
