@@ -6,6 +6,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -94,9 +95,9 @@ export function writeRunnerNode(dir) {
 }
 
 /** Spawns in its own process group (a timeout kills unshare, the shell, node and the step together). */
-export function spawnCollect(cmd, args, timeoutMs) {
+export function spawnCollect(cmd, args, timeoutMs, opts = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const chunks = [];
     child.stdout.on('data', (d) => chunks.push(d));
     child.stderr.on('data', (d) => chunks.push(d));
@@ -118,6 +119,15 @@ export function spawnCollect(cmd, args, timeoutMs) {
       resolve({ code, timedOut, output: Buffer.concat(chunks).toString('utf8') });
     });
   });
+}
+
+/** gitlab-ci-local's job logs under `project` (its `.gitlab-ci-local/output/<job>.log`), by job name. */
+export function gitlabCiLocalLogs(project) {
+  const outDir = join(project, '.gitlab-ci-local/output');
+  const logs = {};
+  for (const f of existsSync(outDir) ? readdirSync(outDir) : [])
+    logs[f.replace(/\.log$/, '')] = readFileSync(join(outDir, f), 'utf8');
+  return logs;
 }
 
 /**

@@ -6,8 +6,8 @@
  * (a git repository, as a GitLab checkout is), built with real Nix 2.8 and 2.34, each in its own chroot store.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
@@ -22,6 +22,7 @@ import {
   removeScratch,
 } from '../fixtures/build-action/workspace.js';
 import { requireCommand } from '../support/fixtures.js';
+import { spawnCollect, gitlabCiLocalLogs } from '../harness/namespace.mjs';
 
 const GCL = path.join(REPO_ROOT, 'node_modules/gitlab-ci-local/dist/index.js');
 const TEMPLATE = 'gitlab-templates/build.yml';
@@ -70,27 +71,8 @@ async function runPipeline(dir: string, env: Record<string, string>) {
     HOME: home,
     LANG: 'C.UTF-8',
   };
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: dir,
-      env: fullEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), 5 * 60_000);
-    child.on('error', reject);
-    child.on('close', (c) => {
-      clearTimeout(timer);
-      resolve({ code: c, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
-  const outDir = path.join(dir, '.gitlab-ci-local/output');
-  const logs: Record<string, string> = {};
-  for (const f of existsSync(outDir) ? readdirSync(outDir) : [])
-    logs[f.replace(/\.log$/, '')] = readFileSync(path.join(outDir, f), 'utf8');
+  const { code, output } = await spawnCollect(process.execPath, args, 5 * 60_000, { cwd: dir, env: fullEnv });
+  const logs = gitlabCiLocalLogs(dir);
   return { code, output, logs, read: (rel: string) => readFileSync(path.join(dir, rel), 'utf8') };
 }
 

@@ -7,7 +7,7 @@
  * snapshot of this tree's dist bundles. Everything runs in a private mount namespace (tmpfs /nix, private /etc).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,7 +18,7 @@ import { runMatrixMode, type MatrixPlanResult } from '../../src/build/matrix/ind
 import { NixCommand } from '../../src/nix/command.js';
 import { GitLabPlatform } from '../../src/platform/gitlab.js';
 import { REPO_ROOT } from '../harness/github-runner.js';
-import { isolationSetup, serveDirectory, type StaticServer } from '../harness/namespace.mjs';
+import { isolationSetup, serveDirectory, type StaticServer, spawnCollect } from '../harness/namespace.mjs';
 import { RELEASE_DIR, TARBALL_NAME, requireCommand, requireFixtures } from '../support/fixtures.js';
 
 const GCL = path.join(REPO_ROOT, 'node_modules/gitlab-ci-local/dist/index.js');
@@ -60,18 +60,7 @@ async function runPipeline(project: string): Promise<{ code: number | null; outp
     HOME: mkdtempSync(path.join(scratch, 'home-')),
     LANG: 'C.UTF-8',
   };
-  return new Promise((resolve, reject) => {
-    const child = spawn('unshare', args, { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), 8 * 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
+  return spawnCollect('unshare', args, 8 * 60_000, { cwd: project, env });
 }
 
 beforeAll(async () => {

@@ -7,7 +7,7 @@
  * cache-gitlab-backend.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,7 +16,13 @@ import { parse, parseAllDocuments, stringify } from 'yaml';
 import { KEY_FILE } from '../../src/cache/gitlab-backend.js';
 import { defaultPrimaryKey } from '../../src/cache/key.js';
 import { REPO_ROOT } from '../harness/github-runner.js';
-import { isolationSetup, serveDirectory, type StaticServer } from '../harness/namespace.mjs';
+import {
+  isolationSetup,
+  serveDirectory,
+  type StaticServer,
+  spawnCollect,
+  gitlabCiLocalLogs,
+} from '../harness/namespace.mjs';
 import { RELEASE_DIR, TARBALL_NAME, requireCommand, requireFixtures } from '../support/fixtures.js';
 
 /** A Nix-format ed25519 key pair (secret = seed || public key), for the signed pipelines. */
@@ -89,23 +95,8 @@ async function runPipeline(project: string, vars: Record<string, string>): Promi
   args.push('--force-shell-executor', '--no-color', '--variable', 'GITLAB_CI=true');
   args.push('--variable', `CI_PROJECT_DIR=${project}`, '--ignore-predefined-vars', 'GITLAB_CI,CI_PROJECT_DIR');
   for (const [k, v] of Object.entries(vars)) args.push('--variable', `${k}=${v}`);
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn('unshare', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    // Its own process group: a timeout kills unshare, gitlab-ci-local and the job's shell together.
-    const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), 5 * 60_000);
-    child.on('error', reject);
-    child.on('close', (c) => {
-      clearTimeout(timer);
-      resolve({ code: c, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
-  const outDir = path.join(project, '.gitlab-ci-local/output');
-  const logs: Record<string, string> = {};
-  for (const f of fs.existsSync(outDir) ? fs.readdirSync(outDir) : [])
-    logs[f.replace(/\.log$/, '')] = fs.readFileSync(path.join(outDir, f), 'utf8');
+  const { code, output } = await spawnCollect('unshare', args, 5 * 60_000);
+  const logs = gitlabCiLocalLogs(project);
   return { code, output, logs };
 }
 

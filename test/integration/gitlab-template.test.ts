@@ -6,14 +6,20 @@
  * in a private mount namespace with a tmpfs /nix and a private /etc, so the host's Nix and users are never touched.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { REPO_ROOT } from '../harness/github-runner.js';
 import { RELEASE_DIR, TARBALL_NAME, requireCommand, requireFixtures } from '../support/fixtures.js';
-import { isolationSetup, serveDirectory, type StaticServer } from '../harness/namespace.mjs';
+import {
+  isolationSetup,
+  serveDirectory,
+  type StaticServer,
+  spawnCollect,
+  gitlabCiLocalLogs,
+} from '../harness/namespace.mjs';
 
 const GCL = path.join(REPO_ROOT, 'node_modules/gitlab-ci-local/dist/index.js');
 const TEMPLATE = 'gitlab-templates/install-nix.yml';
@@ -80,22 +86,8 @@ async function runPipeline(project: string): Promise<Pipeline> {
   // A clean environment: Node 24 first on PATH (jobs run `node`), a scratch HOME (Nix's ~/.cache, gitlab-ci-local's
   // ~/.gitlab-ci-local), nothing from the host's CI variables.
   const env = { PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: home, LANG: 'C.UTF-8' };
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn('unshare', args, { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), TIMEOUT_MS);
-    child.on('error', reject);
-    child.on('close', (c) => {
-      clearTimeout(timer);
-      resolve({ code: c, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
-  const outDir = path.join(project, '.gitlab-ci-local/output');
-  const logs: Record<string, string> = {};
-  for (const f of existsSync(outDir) ? readdirSync(outDir) : [])
-    logs[f.replace(/\.log$/, '')] = readFileSync(path.join(outDir, f), 'utf8');
+  const { code, output } = await spawnCollect('unshare', args, TIMEOUT_MS, { cwd: project, env });
+  const logs = gitlabCiLocalLogs(project);
   return { project, code, output, logs, read: (rel) => readFileSync(path.join(project, rel), 'utf8') };
 }
 

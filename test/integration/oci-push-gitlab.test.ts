@@ -7,8 +7,8 @@
  * reads the image back.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
@@ -16,6 +16,7 @@ import { REPO_ROOT } from '../harness/github-runner.js';
 import { requireCommand } from '../support/fixtures.js';
 import { fixtures, verify, type Fixtures, distSnapshot, removeDistSnapshot } from '../support/oci-push.js';
 import { startRegistry, type Registry } from '../support/registry.mjs';
+import { spawnCollect, gitlabCiLocalLogs } from '../harness/namespace.mjs';
 
 const GCL = join(REPO_ROOT, 'node_modules/gitlab-ci-local/dist/index.js');
 const TEMPLATE = 'gitlab-templates/oci-push.yml';
@@ -60,22 +61,8 @@ async function runPipeline(dir: string, variables: Record<string, string>) {
   args.push('--ignore-predefined-vars', Object.keys(vars).join(','));
   const home = mkdtempSync(join(scratch, 'home-'));
   const env = { PATH: `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: home, LANG: 'C.UTF-8' };
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), 5 * 60_000);
-    child.on('error', reject);
-    child.on('close', (c) => {
-      clearTimeout(timer);
-      resolve({ code: c, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
-  const outDir = join(dir, '.gitlab-ci-local/output');
-  const logs: Record<string, string> = {};
-  for (const f of existsSync(outDir) ? readdirSync(outDir) : [])
-    logs[f.replace(/\.log$/, '')] = readFileSync(join(outDir, f), 'utf8');
+  const { code, output } = await spawnCollect(process.execPath, args, 5 * 60_000, { cwd: dir, env });
+  const logs = gitlabCiLocalLogs(dir);
   return { code, output, logs, read: (rel: string) => readFileSync(join(dir, rel), 'utf8') };
 }
 
