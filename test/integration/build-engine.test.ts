@@ -15,7 +15,7 @@ import { selectAttributes } from '../../src/build/select.js';
 import { NixCommand } from '../../src/nix/command.js';
 import { formatVersion } from '../../src/nix/version.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
-import { NIX234_BIN } from '../support/fixtures.js';
+import { NIX234_BIN, removeScratch } from '../support/fixtures.js';
 
 const FIXTURE = path.resolve('test/fixtures/build');
 const SYSTEM = 'x86_64-linux';
@@ -85,11 +85,7 @@ describe.each(BINARIES)('build engine with $name', ({ bin, version }) => {
     expect(formatVersion(nix.version)).toMatch(version);
   });
 
-  afterAll(() => {
-    if (!tmp) return;
-    makeWritable(tmp);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => removeScratch(tmp));
 
   it('discovers check names without evaluating them, and globs over attribute paths', async () => {
     const checks = await selectAttributes(nix, { flake, mode: 'checks', systems: [SYSTEM, 'aarch64-linux'] });
@@ -207,18 +203,4 @@ function positionOf(needle: string): { line: number; column: number } {
   const lines = fs.readFileSync(path.join(FIXTURE, 'flake.nix'), 'utf8').split('\n');
   const line = lines.findIndex((l) => l.includes(needle));
   return { line: line + 1, column: (lines[line] ?? '').indexOf(needle) + 1 };
-}
-
-/** Store paths are read-only; make them writable so the throwaway store can be deleted. */
-function makeWritable(dir: string): void {
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isSymbolicLink()) continue;
-    try {
-      fs.chmodSync(p, entry.isDirectory() ? 0o755 : 0o644);
-    } catch {
-      // Already gone: rmSync reports what matters.
-    }
-    if (entry.isDirectory()) makeWritable(p);
-  }
 }

@@ -19,7 +19,7 @@ import { selectAttributes } from '../../src/build/select.js';
 import { NixCommand } from '../../src/nix/command.js';
 import { formatVersion } from '../../src/nix/version.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
-import { NIX234_BIN } from '../support/fixtures.js';
+import { NIX234_BIN, removeScratch } from '../support/fixtures.js';
 
 const FIXTURE = path.resolve('test/fixtures/build-matrix/flake.nix');
 const LINUX = 'x86_64-linux';
@@ -134,11 +134,7 @@ describe.each(BINARIES)('matrix mode with $name', ({ bin, version }) => {
     entries = (JSON.parse(platform.outputs.matrix ?? '{}') as { include: MatrixEntry[] }).include;
   });
 
-  afterAll(() => {
-    if (!tmp) return;
-    makeWritable(tmp);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => removeScratch(tmp));
 
   it('plans every attribute that evaluated, and fails the step over the one that did not', () => {
     expect(plan).toEqual({ shards: entries.length, attributes: EXPECTED.length, evalErrors: 1 });
@@ -212,17 +208,3 @@ describe.each(BINARIES)('matrix mode with $name', ({ bin, version }) => {
     });
   });
 });
-
-/** Store paths are read-only; make them writable so the throwaway store can be deleted. */
-function makeWritable(dir: string): void {
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isSymbolicLink()) continue;
-    try {
-      fs.chmodSync(p, entry.isDirectory() ? 0o755 : 0o644);
-    } catch {
-      // Already gone: rmSync reports what matters.
-    }
-    if (entry.isDirectory()) makeWritable(p);
-  }
-}

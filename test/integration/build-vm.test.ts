@@ -18,7 +18,7 @@ import { collectVmArtifacts, prepareVmTests, probeKvmOnce, vmFeatureArgs, type V
 import { NixCommand } from '../../src/nix/command.js';
 import { formatVersion } from '../../src/nix/version.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
-import { NIX234_BIN, requireCommand } from '../support/fixtures.js';
+import { NIX234_BIN, requireCommand, removeScratch } from '../support/fixtures.js';
 
 const FIXTURE = path.resolve('test/fixtures/build-vm');
 const SYSTEM = 'x86_64-linux';
@@ -103,11 +103,7 @@ describe.each(BINARIES)('NixOS VM tests with $name', ({ bin, version }) => {
     expect(formatVersion(nix.version)).toMatch(version);
   });
 
-  afterAll(() => {
-    if (!tmp) return;
-    makeWritable(tmp);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => removeScratch(tmp));
 
   it('refuses the VM tests without usable KVM, naming why and the fix, and still builds the plain check', async () => {
     const probe = await probeKvmOnce();
@@ -208,18 +204,4 @@ function isPng(file: string): boolean {
     .readFileSync(file)
     .subarray(0, 8)
     .equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-}
-
-/** Store paths are read-only; make them writable so the throwaway store can be deleted. */
-function makeWritable(dir: string): void {
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isSymbolicLink()) continue;
-    try {
-      fs.chmodSync(p, entry.isDirectory() ? 0o755 : 0o644);
-    } catch {
-      // Already gone: rmSync reports what matters.
-    }
-    if (entry.isDirectory()) makeWritable(p);
-  }
 }

@@ -15,7 +15,7 @@ import { BuildLogTracker } from '../../src/nix/log-tracker.js';
 import { parsePathInfo } from '../../src/nix/path-info.js';
 import { atLeast, formatVersion } from '../../src/nix/version.js';
 import { RecordingPlatform } from '../../src/platform/recording.js';
-import { NIX234_BIN } from '../support/fixtures.js';
+import { NIX234_BIN, removeScratch } from '../support/fixtures.js';
 
 interface Binary {
   name: string;
@@ -93,11 +93,7 @@ describe.each(BINARIES)('src/nix with $name', ({ bin, check }) => {
     nix = await NixCommand.detect(platform, bin, env);
   });
 
-  afterAll(() => {
-    if (!tmp) return;
-    makeWritable(tmp);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => removeScratch(tmp));
 
   it('detects the version and its features', () => {
     check(nix);
@@ -180,17 +176,3 @@ describe.each(BINARIES)('src/nix with $name', ({ bin, check }) => {
     expect(res.stdout).toMatch(/^nix-store \(.*\) \d+\.\d+/);
   });
 });
-
-/** Store paths are read-only; make them writable so the throwaway store can be deleted without root. */
-function makeWritable(dir: string): void {
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isSymbolicLink()) continue;
-    try {
-      fs.chmodSync(p, entry.isDirectory() ? 0o755 : 0o644);
-    } catch {
-      // Already gone or not ours: rmSync reports what matters.
-    }
-    if (entry.isDirectory()) makeWritable(p);
-  }
-}

@@ -2,7 +2,7 @@
  * Paths of the Nix fixtures made by test/setup/nix-fixtures.sh (run by .ci/setup). Missing fixtures fail loudly with
  * the command that makes them: an integration test never skips.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 
 export const CACHE = process.env.FLAKE_CI_TEST_CACHE || '/var/cache/flake-ci';
@@ -21,4 +21,23 @@ export function requireFixtures(): { tarball: string; sha256: string } {
 
 export function requireCommand(file: string, pkg: string): void {
   if (!existsSync(file)) throw new Error(`${file} is missing: apt-get install ${pkg}`);
+}
+
+/** Removes a scratch directory holding a throwaway Nix store, whose paths are read-only (made writable first). */
+export function removeScratch(dir: string | undefined): void {
+  if (!dir || !existsSync(dir)) return;
+  const walk = (d: string) => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, entry.name);
+      if (entry.isSymbolicLink()) continue;
+      try {
+        chmodSync(p, entry.isDirectory() ? 0o755 : 0o644);
+      } catch {
+        // Already gone: rmSync reports what matters.
+      }
+      if (entry.isDirectory()) walk(p);
+    }
+  };
+  walk(dir);
+  rmSync(dir, { recursive: true, force: true });
 }
