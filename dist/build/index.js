@@ -43091,7 +43091,7 @@ async function runBuild(platform, nix, opts = {}) {
         platform.log('info', `${cached.size} attribute(s) cached, ${targets.length - cached.size} to build.`);
     }
     let toBuild = targets.filter((t) => !cached.has(t.attr));
-    const prepared = opts.prepareBuild && toBuild.length > 0 ? await opts.prepareBuild(toBuild) : {};
+    const prepared = opts.prepareBuild && toBuild.length > 0 ? await opts.prepareBuild(toBuild, config) : {};
     const refused = prepared.refused ?? new Map();
     toBuild = toBuild.filter((t) => !refused.has(t.attr));
     const extraBuildArgs = [...(opts.extraBuildArgs ?? []), ...(prepared.extraArgs ?? [])];
@@ -51472,9 +51472,9 @@ function emulationWarning(platform, attrs, probe) {
         `usable (${probe.reason}), so QEMU runs them with its TCG emulation, much slower than with KVM: ` +
         `${attrs.join(', ')}.${caveat}`);
 }
-/** Nix's settings, read at most once per preparation; undefined when there is no Nix to ask or it failed. */
+/** Nix's settings: given, or read at most once per preparation; undefined when there is no Nix to ask or it failed. */
 function nixConfigOnce(platform, opts) {
-    let config;
+    let config = opts.config && Promise.resolve(opts.config);
     return () => (config ??= opts.nix
         ? readNixConfig(opts.nix).catch((e) => {
             platform.log('debug', `Could not read Nix's settings (system-features, system): ${errors_errorMessage(e)}`);
@@ -51649,9 +51649,10 @@ async function buildMode(p, inputs, started) {
         ...engineOptions(inputs),
         cwd: p.runner.workspace,
         extraBuildArgs: extraArgs,
-        prepareBuild: (targets) => prepareVmTests(p, targets, {
+        prepareBuild: (targets, config) => prepareVmTests(p, targets, {
             allowEmulation: inputs.allowEmulation,
             nix,
+            config,
             // The input replaces Nix's own `builders` for the build; without it, Nix's setting decides.
             remoteBuilders: inputs.builders.trim() ? machinesOf(parseBuilders(inputs.builders)) : undefined,
         }),

@@ -49,9 +49,10 @@ export interface BuildEngineOptions {
   /**
    * Called once after evaluation with the attributes about to be built (cached ones excluded). It may refuse some
    * (e.g. VM tests on a runner without usable KVM): they are reported `failed` with the given message and not
-   * built. Its `extraArgs` are added to every build command (e.g. `--option extra-system-features ...`).
+   * built. Its `extraArgs` are added to every build command (e.g. `--option extra-system-features ...`). It gets the
+   * Nix settings the engine read, so it need not ask Nix again.
    */
-  prepareBuild?: (targets: readonly PreparedTarget[]) => Promise<BuildPreparation>;
+  prepareBuild?: (targets: readonly PreparedTarget[], config: NixConfigInfo) => Promise<BuildPreparation>;
 }
 
 export interface PreparedTarget extends BuildTarget {
@@ -137,7 +138,8 @@ export async function runBuild(
   }
 
   let toBuild = targets.filter((t) => !cached.has(t.attr));
-  const prepared: BuildPreparation = opts.prepareBuild && toBuild.length > 0 ? await opts.prepareBuild(toBuild) : {};
+  const prepared: BuildPreparation =
+    opts.prepareBuild && toBuild.length > 0 ? await opts.prepareBuild(toBuild, config) : {};
   const refused = prepared.refused ?? new Map<string, string>();
   toBuild = toBuild.filter((t) => !refused.has(t.attr));
   const extraBuildArgs = [...(opts.extraBuildArgs ?? []), ...(prepared.extraArgs ?? [])];

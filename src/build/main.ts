@@ -136,10 +136,11 @@ async function buildMode(p: Platform, inputs: BuildInputs, started: number): Pro
     ...engineOptions(inputs),
     cwd: p.runner.workspace,
     extraBuildArgs: extraArgs,
-    prepareBuild: (targets) =>
+    prepareBuild: (targets, config) =>
       prepareVmTests(p, targets, {
         allowEmulation: inputs.allowEmulation,
         nix,
+        config,
         // The input replaces Nix's own `builders` for the build; without it, Nix's setting decides.
         remoteBuilders: inputs.builders.trim() ? machinesOf(parseBuilders(inputs.builders)) : undefined,
       }),

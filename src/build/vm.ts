@@ -32,6 +32,8 @@ export interface VmOptions {
   allowEmulation: boolean;
   /** The installation that builds: its `system-features` decide which features must be declared. */
   nix?: NixCommand;
+  /** Its settings when already read (the engine hands them to its hook); else they are asked of `nix`. */
+  config?: NixConfigInfo;
   /** Nix's system-features when already known; without them and without `nix`, all VM features are declared. */
   systemFeatures?: readonly string[];
   /** The KVM check; default install-nix's probeKvm. Each probe function runs once per process (once per run). */
@@ -107,9 +109,9 @@ export function emulationWarning(platform: Platform, attrs: readonly string[], p
   );
 }
 
-/** Nix's settings, read at most once per preparation; undefined when there is no Nix to ask or it failed. */
+/** Nix's settings: given, or read at most once per preparation; undefined when there is no Nix to ask or it failed. */
 function nixConfigOnce(platform: Platform, opts: VmOptions): () => Promise<NixConfigInfo | undefined> {
-  let config: Promise<NixConfigInfo | undefined> | undefined;
+  let config: Promise<NixConfigInfo | undefined> | undefined = opts.config && Promise.resolve(opts.config);
   return () =>
     (config ??= opts.nix
       ? readNixConfig(opts.nix).catch((e: unknown) => {

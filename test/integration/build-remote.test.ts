@@ -126,10 +126,11 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
       retries: 1,
       // As the action does it, with a probe that says what it says on this machine: no usable KVM.
       prepareBuild: vmGate
-        ? (targets) =>
+        ? (targets, config) =>
             prepareVmTests(platform, targets, {
               allowEmulation: false,
               nix: buildNix,
+              config,
               probe: async () => ({ ...NO_KVM }),
               remoteBuilders: machinesOf(parseBuilders(builders)),
             })
@@ -200,10 +201,11 @@ describe.each(BINARIES)('remote builder with $name', ({ bin, version }) => {
       attributes: [`checks.${SYSTEM}.vm-setting`],
       extraBuildArgs: ['--max-jobs', '0'],
       retries: 1,
-      prepareBuild: (targets) =>
+      // The settings the engine read (its NIX_CONFIG holds the builders), as the action hands them over.
+      prepareBuild: (targets, config) =>
         prepareVmTests(platform, targets, {
           allowEmulation: false,
-          nix: withSetting,
+          config,
           probe: async () => ({ ...NO_KVM }),
         }),
     });
