@@ -212,50 +212,39 @@ try {
     }
     const wholeEntry = svc.entries().at(-1);
 
-    // A store behind a daemon (a multi-user install, as install-nix sets up on GitHub's runners, where the job's user
-    // is not root): the restore cannot write the store itself and imports through Nix (`nix copy`).
-    const daemonTime = join(scratch, 'daemon.time');
-    const daemonStart = daemonSetup(NIX);
-    const viaDaemon = [];
-    for (let i = 0; i < REPS; i++) {
-      const r = await b.runInNamespace(
-        {
-          action: 'cache',
-          distRoot,
-          inputs: { key: 'bench', strict: 'true' },
-          env: env({ NIX_REMOTE: 'daemon' }),
-          steps: [],
-          dirs: { temp: TEMP },
-        },
-        fresh(daemonStart),
-        { timeFile: daemonTime },
-      );
-      if (!r.main.ok || Number(r.main.outputs['paths-restored']) < count || !/through Nix/.test(r.main.log))
-        throw new Error(`daemon-store restore failed:\n${r.main.log}`);
-      if (LOG_DIR) writeFileSync(join(LOG_DIR, `daemon-restore-${i + 1}.log`), r.main.log);
-      viaDaemon.push(r.main.durationMs);
-    }
-    // The same store with the job run by a non-root user with password-less sudo (GitHub's runners): the restore
-    // runs as root through `sudo -n` and writes the store directly.
-    const asUser = writeRunnerNode(scratch);
-    const viaSudo = [];
-    for (let i = 0; i < REPS; i++) {
-      const r = await b.runInNamespace(
-        {
-          action: 'cache',
-          distRoot,
-          node: asUser,
-          inputs: { key: 'bench', strict: 'true' },
-          env: env({ NIX_REMOTE: 'daemon', RUNNER_ENVIRONMENT: 'github-hosted' }),
-          steps: [],
-          dirs: { temp: TEMP },
-        },
-        fresh([...runnerUserSetup(true), ...daemonStart]),
-      );
-      if (!r.main.ok || Number(r.main.outputs['paths-restored']) < count || !/Restoring as root/.test(r.main.log))
-        throw new Error(`sudo restore failed:\n${r.main.log}`);
-      viaSudo.push(r.main.durationMs);
-    }
+    // A store behind a daemon (a multi-user install, as install-nix sets up on GitHub's runners), REPS restores that
+    // must take the way `expect` names in the log; `spec` and `setup` add to the job's.
+    const daemonRestores = async (what, expect, spec, setup) => {
+      const ms = [];
+      for (let i = 0; i < REPS; i++) {
+        const r = await b.runInNamespace(
+          {
+            action: 'cache',
+            distRoot,
+            inputs: { key: 'bench', strict: 'true' },
+            steps: [],
+            dirs: { temp: TEMP },
+            ...spec,
+            env: env({ NIX_REMOTE: 'daemon', ...spec.env }),
+          },
+          fresh([...setup, ...daemonSetup(NIX)]),
+        );
+        if (!r.main.ok || Number(r.main.outputs['paths-restored']) < count || !expect.test(r.main.log))
+          throw new Error(`${what} restore failed:\n${r.main.log}`);
+        if (LOG_DIR) writeFileSync(join(LOG_DIR, `${what}-restore-${i + 1}.log`), r.main.log);
+        ms.push(r.main.durationMs);
+      }
+      return ms;
+    };
+    // Root through the daemon: the restore cannot write the store itself and imports through Nix (`nix copy`).
+    const viaDaemon = await daemonRestores('daemon', /through Nix/, {}, []);
+    // A non-root user with password-less sudo on a GitHub-hosted runner: restored as root through `sudo -n`.
+    const viaSudo = await daemonRestores(
+      'sudo',
+      /Restoring as root/,
+      { node: writeRunnerNode(scratch), env: { RUNNER_ENVIRONMENT: 'github-hosted' } },
+      runnerUserSetup(true),
+    );
 
     b.report(
       'cache-restore-vs-download-unpack',
