@@ -33492,19 +33492,19 @@ async function learnOne(src, accept, known) {
     return learned;
 }
 /** Reads every source (in parallel) and returns the diff_id map; see the module comment for failures. */
-async function learnKnownLayers(p, sources, compression) {
+async function learnKnownLayers(log, sources, compression) {
     const known = new Map();
     const accept = compatibleMediaTypes(compression);
     await Promise.all(sources.map(async (src) => {
         const name = `${src.registry}/${src.repository}:${src.reference}`;
         try {
             const n = await learnOne(src, accept, known);
-            p.log('debug', `${name}: ${n} layers learned`);
+            log('debug', `${name}: ${n} layers learned`);
         }
         catch (e) {
             if (src.target && e instanceof errors_InputError)
                 throw e;
-            p.log('warning', `Could not read ${name} to find layers the registry already has: ${errorMessage(e)}`);
+            log('warning', `Could not read ${name} to find layers the registry already has: ${errorMessage(e)}`);
         }
     }));
     return known;
@@ -36222,7 +36222,13 @@ function runStreamScript(path, env) {
         if (child.exitCode === null && child.signalCode === null)
             child.kill('SIGTERM');
     };
-    return readDockerArchive(child.stdout, {
+    // Read at once into a stream of our own: when a child exits, Node drains (discards) any stdout nobody listens to
+    // yet, and the archive may be opened a while before its first layer is read (a small image fits in the pipe, so
+    // the script can be gone by then). pipe() holds the rest back in the pipe, as before.
+    const stdout = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
+    child.stdout.on('error', (e) => stdout.destroy(e));
+    child.stdout.pipe(stdout);
+    return readDockerArchive(stdout, {
         format: 'docker-archive-stream',
         label: path,
         onEnd: async () => {
@@ -37213,6 +37219,10 @@ class BlobPlacer {
  * Push mode: learn what the registries have (known-layers.ts), push the layers (layers.ts), then the config, the
  * manifest by digest in every repository and only then the tags (manifest.ts).
  *
+ * The registries are asked while the image is still being built and opened: on a real network the lookup (token
+ * exchanges, a manifest and a config per reference) costs several round trips, which would otherwise come before the
+ * first layer is read. Its log lines wait for its own group, so they do not land inside the build's.
+ *
  * A layer whose upload cannot be resumed from memory (the registry kept part of a cut-off chunk, or refused a mount
  * after the upload) needs its bytes again, and a tar stream cannot be rewound. The whole pass then starts over with
  * the image opened afresh, for at most MAX_PASSES passes: every layer already pushed is remembered with its digest,
@@ -37244,8 +37254,10 @@ function knownSources(registries, targets, inputs) {
         });
     return out;
 }
-async function onePass(ctx, imagePath, inputs) {
-    const src = await openImage(imagePath, inputs.platform ? { platform: inputs.platform } : {});
+const push_open = (imagePath, inputs) => openImage(imagePath, inputs.platform ? { platform: inputs.platform } : {});
+/** `opened`: the first pass's source, opened while the registries were being asked. */
+async function onePass(ctx, imagePath, inputs, opened) {
+    const src = await (opened ?? push_open(imagePath, inputs));
     try {
         ctx.p.log('info', `${imagePath}: ${src.format} image`);
         return await pushLayers(ctx, src, imagePath);
@@ -37254,15 +37266,39 @@ async function onePass(ctx, imagePath, inputs) {
         await src.close().catch((e) => ctx.p.log('debug', `closing the image: ${errorMessage(e)}`));
     }
 }
-async function pushImage(p, inputs, registries, imagePath) {
-    const started = Date.now();
-    const targets = registries.targets(inputs.tags);
-    const placer = new BlobPlacer(targets);
-    const known = await p.group('Layers the registries already have', async () => {
-        const k = await learnKnownLayers(p, knownSources(registries, targets, inputs), inputs.compression);
+/** The lookup of known layers, started at once; its log lines are held until `shown` opens its group. */
+function startLearning(p, sources, inputs) {
+    const held = [];
+    let live = false;
+    const learning = learnKnownLayers((level, message) => (live ? p.log(level, message) : held.push([level, message])), sources, inputs.compression);
+    learning.catch(() => undefined); // awaited in `shown`; the build may fail first
+    const shown = () => p.group('Layers the registries already have', async () => {
+        live = true;
+        for (const [level, message] of held.splice(0))
+            p.log(level, message);
+        const k = await learning;
         p.log('info', `${k.size} layers known from the target tags and cache-from`);
         return k;
     });
+    return shown;
+}
+/** `image`: the image's path, or its build still running (the registries are asked meanwhile). */
+async function pushImage(p, inputs, registries, image) {
+    const targets = registries.targets(inputs.tags);
+    const placer = new BlobPlacer(targets);
+    const knownLayers = startLearning(p, knownSources(registries, targets, inputs), inputs);
+    const imagePath = await image;
+    const started = Date.now();
+    const opened = push_open(imagePath, inputs);
+    opened.catch(() => undefined); // awaited by the first pass, or closed below
+    let known;
+    try {
+        known = await knownLayers();
+    }
+    catch (e) {
+        await opened.then((src) => src.close()).catch(() => undefined);
+        throw e;
+    }
     // Their HEADs run while the image is opened and its first layer read.
     placer.prefetch([...known.values()].map((k) => k.digest).slice(0, 256));
     const carry = new Map();
@@ -37290,7 +37326,8 @@ async function pushImage(p, inputs, registries, imagePath) {
     let pass;
     for (let attempt = 1; !pass; attempt++) {
         try {
-            pass = await p.group(attempt === 1 ? 'Layers' : `Layers, pass ${attempt}`, () => onePass(ctx, imagePath, inputs));
+            const first = attempt === 1 ? opened : undefined;
+            pass = await p.group(attempt === 1 ? 'Layers' : `Layers, pass ${attempt}`, () => onePass(ctx, imagePath, inputs, first));
         }
         catch (e) {
             if (!(e instanceof LayerRereadNeeded) || attempt >= MAX_PASSES) {
@@ -38089,8 +38126,9 @@ async function main(p) {
         let report;
         if (inputs.mode === 'index')
             report = await pushIndex(p, inputs, registries);
+        // Not awaited here: pushImage asks the registries what they have while Nix builds the image.
         else
-            report = await pushImage(p, inputs, registries, await resolveImage(p, inputs.image));
+            report = await pushImage(p, inputs, registries, resolveImage(p, inputs.image));
         p.setOutput('digest', report.digest);
         p.setOutput('refs', pushedRefs(report).join(' '));
         p.setOutput('metadata', renderMetadata(report));

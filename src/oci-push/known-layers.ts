@@ -11,7 +11,7 @@
 import { InputError, errorMessage } from '../errors.js';
 import type { RegistryClient } from '../oci/registry/client.js';
 import { MEDIA, type Compression, type Digest } from '../oci/types.js';
-import type { Platform } from '../platform/types.js';
+import type { LogLevel } from '../platform/types.js';
 
 export interface KnownBlob {
   digest: Digest;
@@ -103,9 +103,12 @@ async function learnOne(src: KnownSource, accept: Set<string>, known: KnownLayer
   return learned;
 }
 
+/** Where the lookup reports: a push asks while the image builds, and shows the lines in their own group later. */
+export type LogSink = (level: LogLevel, message: string) => void;
+
 /** Reads every source (in parallel) and returns the diff_id map; see the module comment for failures. */
 export async function learnKnownLayers(
-  p: Platform,
+  log: LogSink,
   sources: KnownSource[],
   compression: Compression,
 ): Promise<KnownLayers> {
@@ -116,10 +119,10 @@ export async function learnKnownLayers(
       const name = `${src.registry}/${src.repository}:${src.reference}`;
       try {
         const n = await learnOne(src, accept, known);
-        p.log('debug', `${name}: ${n} layers learned`);
+        log('debug', `${name}: ${n} layers learned`);
       } catch (e) {
         if (src.target && e instanceof InputError) throw e;
-        p.log('warning', `Could not read ${name} to find layers the registry already has: ${errorMessage(e)}`);
+        log('warning', `Could not read ${name} to find layers the registry already has: ${errorMessage(e)}`);
       }
     }),
   );

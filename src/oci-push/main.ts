@@ -28,12 +28,13 @@ export async function main(p: Platform): Promise<void> {
   try {
     let report: PushReport;
     if (inputs.mode === 'index') report = await pushIndex(p, inputs, registries);
+    // Not awaited here: pushImage asks the registries what they have while Nix builds the image.
     else
       report = await pushImage(
         p,
         inputs,
         registries,
-        await resolveImage(p, inputs.image as NonNullable<typeof inputs.image>),
+        resolveImage(p, inputs.image as NonNullable<typeof inputs.image>),
       );
     p.setOutput('digest', report.digest);
     p.setOutput('refs', pushedRefs(report).join(' '));

@@ -2,6 +2,10 @@
  * Push mode: learn what the registries have (known-layers.ts), push the layers (layers.ts), then the config, the
  * manifest by digest in every repository and only then the tags (manifest.ts).
  *
+ * The registries are asked while the image is still being built and opened: on a real network the lookup (token
+ * exchanges, a manifest and a config per reference) costs several round trips, which would otherwise come before the
+ * first layer is read. Its log lines wait for its own group, so they do not land inside the build's.
+ *
  * A layer whose upload cannot be resumed from memory (the registry kept part of a cut-off chunk, or refused a mount
  * after the upload) needs its bytes again, and a tar stream cannot be rewound. The whole pass then starts over with
  * the image opened afresh, for at most MAX_PASSES passes: every layer already pushed is remembered with its digest,
@@ -11,11 +15,11 @@ import { errorMessage } from '../errors.js';
 import { CompressionPool } from '../oci/compress.js';
 import { openImage } from '../oci/image/detect.js';
 import { LayerRereadNeeded } from '../oci/registry/upload.js';
-import type { Descriptor, ImageConfig, LayerReport } from '../oci/types.js';
-import type { Platform } from '../platform/types.js';
+import type { Descriptor, ImageConfig, ImageSource, LayerReport } from '../oci/types.js';
+import type { LogLevel, Platform } from '../platform/types.js';
 import { annotationContext, imageAnnotations } from './annotations.js';
 import type { PushInputs } from './inputs.js';
-import { learnKnownLayers, type KnownSource } from './known-layers.js';
+import { learnKnownLayers, type KnownLayers, type KnownSource } from './known-layers.js';
 import { pushLayers, type Carried, type LayerContext, type PassResult } from './layers.js';
 import { configCreated, configPlatform, imageManifest, publish, uploadConfig, withPlatform } from './manifest.js';
 import { BlobPlacer } from './placer.js';
@@ -41,8 +45,17 @@ function knownSources(registries: Registries, targets: Repo[], inputs: PushInput
   return out;
 }
 
-async function onePass(ctx: LayerContext, imagePath: string, inputs: PushInputs): Promise<PassResult> {
-  const src = await openImage(imagePath, inputs.platform ? { platform: inputs.platform } : {});
+const open = (imagePath: string, inputs: PushInputs): Promise<ImageSource> =>
+  openImage(imagePath, inputs.platform ? { platform: inputs.platform } : {});
+
+/** `opened`: the first pass's source, opened while the registries were being asked. */
+async function onePass(
+  ctx: LayerContext,
+  imagePath: string,
+  inputs: PushInputs,
+  opened?: Promise<ImageSource>,
+): Promise<PassResult> {
+  const src = await (opened ?? open(imagePath, inputs));
   try {
     ctx.p.log('info', `${imagePath}: ${src.format} image`);
     return await pushLayers(ctx, src, imagePath);
@@ -51,20 +64,48 @@ async function onePass(ctx: LayerContext, imagePath: string, inputs: PushInputs)
   }
 }
 
+/** The lookup of known layers, started at once; its log lines are held until `shown` opens its group. */
+function startLearning(p: Platform, sources: KnownSource[], inputs: PushInputs) {
+  const held: [LogLevel, string][] = [];
+  let live = false;
+  const learning = learnKnownLayers(
+    (level, message) => (live ? p.log(level, message) : held.push([level, message])),
+    sources,
+    inputs.compression,
+  );
+  learning.catch(() => undefined); // awaited in `shown`; the build may fail first
+  const shown = (): Promise<KnownLayers> =>
+    p.group('Layers the registries already have', async () => {
+      live = true;
+      for (const [level, message] of held.splice(0)) p.log(level, message);
+      const k = await learning;
+      p.log('info', `${k.size} layers known from the target tags and cache-from`);
+      return k;
+    });
+  return shown;
+}
+
+/** `image`: the image's path, or its build still running (the registries are asked meanwhile). */
 export async function pushImage(
   p: Platform,
   inputs: PushInputs,
   registries: Registries,
-  imagePath: string,
+  image: string | Promise<string>,
 ): Promise<PushReport> {
-  const started = Date.now();
   const targets = registries.targets(inputs.tags);
   const placer = new BlobPlacer(targets);
-  const known = await p.group('Layers the registries already have', async () => {
-    const k = await learnKnownLayers(p, knownSources(registries, targets, inputs), inputs.compression);
-    p.log('info', `${k.size} layers known from the target tags and cache-from`);
-    return k;
-  });
+  const knownLayers = startLearning(p, knownSources(registries, targets, inputs), inputs);
+  const imagePath = await image;
+  const started = Date.now();
+  const opened = open(imagePath, inputs);
+  opened.catch(() => undefined); // awaited by the first pass, or closed below
+  let known: KnownLayers;
+  try {
+    known = await knownLayers();
+  } catch (e) {
+    await opened.then((src) => src.close()).catch(() => undefined);
+    throw e;
+  }
   // Their HEADs run while the image is opened and its first layer read.
   placer.prefetch([...known.values()].map((k) => k.digest).slice(0, 256));
 
@@ -93,7 +134,10 @@ export async function pushImage(
   let pass: PassResult | undefined;
   for (let attempt = 1; !pass; attempt++) {
     try {
-      pass = await p.group(attempt === 1 ? 'Layers' : `Layers, pass ${attempt}`, () => onePass(ctx, imagePath, inputs));
+      const first = attempt === 1 ? opened : undefined;
+      pass = await p.group(attempt === 1 ? 'Layers' : `Layers, pass ${attempt}`, () =>
+        onePass(ctx, imagePath, inputs, first),
+      );
     } catch (e) {
       if (!(e instanceof LayerRereadNeeded) || attempt >= MAX_PASSES) {
         // Nothing is left running behind the error: the step ends when it is reported.

@@ -72,6 +72,24 @@ describe('openImage detects the format from the content', () => {
     expect(r.config.diffIds).toEqual(r.hashes);
   });
 
+  it('keeps the output of a script that has exited before its archive is read', async () => {
+    // The archive fits in the pipe, so the script writes it all and exits; the push opens the image while it asks the
+    // registries, and reads it later. Node drains a child's stdout that nobody listens to when the child exits.
+    const tar = file('small.tar', archive);
+    const done = join(dir, 'small.done');
+    const script = file('small image', `#!/bin/sh\ncat "${tar}"\n: > "${done}"\n`, 0o755);
+    const src = await openImage(script);
+    for (let waited = 0; !fs.existsSync(done); waited += 10) {
+      if (waited > 10_000) throw new Error('the script did not run');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // Time for its exit to reach this process (the drain happened on that event).
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await drain(src);
+    expect(r.hashes).toHaveLength(1);
+    expect(r.config.diffIds).toEqual(r.hashes);
+  });
+
   it('reports a failing script with its exit code and stderr, and one it cannot run', async () => {
     const half = file('half.tar', archive.subarray(0, 3000));
     const failing = file('fail.sh', `#!/bin/sh\ncat "${half}"\necho 'store path missing' >&2\nexit 3\n`, 0o755);

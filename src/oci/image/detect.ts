@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream';
+import { PassThrough, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { InputError, errorMessage } from '../../errors.js';
 import type { ImageSource } from '../types.js';
@@ -126,7 +126,13 @@ function runStreamScript(path: string, env?: NodeJS.ProcessEnv): ImageSource {
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   };
-  return readDockerArchive(child.stdout, {
+  // Read at once into a stream of our own: when a child exits, Node drains (discards) any stdout nobody listens to
+  // yet, and the archive may be opened a while before its first layer is read (a small image fits in the pipe, so
+  // the script can be gone by then). pipe() holds the rest back in the pipe, as before.
+  const stdout = new PassThrough({ highWaterMark: 1 << 20 });
+  child.stdout.on('error', (e) => stdout.destroy(e));
+  child.stdout.pipe(stdout);
+  return readDockerArchive(stdout, {
     format: 'docker-archive-stream',
     label: path,
     onEnd: async () => {
