@@ -37267,10 +37267,10 @@ async function onePass(ctx, imagePath, inputs, opened) {
     }
 }
 /** The lookup of known layers, started at once; its log lines are held until `shown` opens its group. */
-function startLearning(p, sources, inputs) {
+function startLearning(p, sources, compression) {
     const held = [];
     let live = false;
-    const learning = learnKnownLayers((level, message) => (live ? p.log(level, message) : held.push([level, message])), sources, inputs.compression);
+    const learning = learnKnownLayers((level, message) => (live ? p.log(level, message) : held.push([level, message])), sources, compression);
     learning.catch(() => undefined); // awaited in `shown`; the build may fail first
     const shown = () => p.group('Layers the registries already have', async () => {
         live = true;
@@ -37286,7 +37286,7 @@ function startLearning(p, sources, inputs) {
 async function pushImage(p, inputs, registries, image) {
     const targets = registries.targets(inputs.tags);
     const placer = new BlobPlacer(targets);
-    const knownLayers = startLearning(p, knownSources(registries, targets, inputs), inputs);
+    const knownLayers = startLearning(p, knownSources(registries, targets, inputs), inputs.compression);
     const imagePath = await image;
     const started = Date.now();
     const opened = push_open(imagePath, inputs);
@@ -38126,9 +38126,11 @@ async function main(p) {
         let report;
         if (inputs.mode === 'index')
             report = await pushIndex(p, inputs, registries);
-        // Not awaited here: pushImage asks the registries what they have while Nix builds the image.
-        else
-            report = await pushImage(p, inputs, registries, resolveImage(p, inputs.image));
+        else {
+            // Not awaited here: pushImage asks the registries what they have while Nix builds the image.
+            const image = resolveImage(p, inputs.image);
+            report = await pushImage(p, inputs, registries, image);
+        }
         p.setOutput('digest', report.digest);
         p.setOutput('refs', pushedRefs(report).join(' '));
         p.setOutput('metadata', renderMetadata(report));

@@ -28,14 +28,11 @@ export async function main(p: Platform): Promise<void> {
   try {
     let report: PushReport;
     if (inputs.mode === 'index') report = await pushIndex(p, inputs, registries);
-    // Not awaited here: pushImage asks the registries what they have while Nix builds the image.
-    else
-      report = await pushImage(
-        p,
-        inputs,
-        registries,
-        resolveImage(p, inputs.image as NonNullable<typeof inputs.image>),
-      );
+    else {
+      // Not awaited here: pushImage asks the registries what they have while Nix builds the image.
+      const image = resolveImage(p, inputs.image as NonNullable<typeof inputs.image>);
+      report = await pushImage(p, inputs, registries, image);
+    }
     p.setOutput('digest', report.digest);
     p.setOutput('refs', pushedRefs(report).join(' '));
     p.setOutput('metadata', renderMetadata(report));

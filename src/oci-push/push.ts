@@ -65,13 +65,13 @@ async function onePass(
 }
 
 /** The lookup of known layers, started at once; its log lines are held until `shown` opens its group. */
-function startLearning(p: Platform, sources: KnownSource[], inputs: PushInputs) {
+function startLearning(p: Platform, sources: KnownSource[], compression: PushInputs['compression']) {
   const held: [LogLevel, string][] = [];
   let live = false;
   const learning = learnKnownLayers(
     (level, message) => (live ? p.log(level, message) : held.push([level, message])),
     sources,
-    inputs.compression,
+    compression,
   );
   learning.catch(() => undefined); // awaited in `shown`; the build may fail first
   const shown = (): Promise<KnownLayers> =>
@@ -94,7 +94,7 @@ export async function pushImage(
 ): Promise<PushReport> {
   const targets = registries.targets(inputs.tags);
   const placer = new BlobPlacer(targets);
-  const knownLayers = startLearning(p, knownSources(registries, targets, inputs), inputs);
+  const knownLayers = startLearning(p, knownSources(registries, targets, inputs), inputs.compression);
   const imagePath = await image;
   const started = Date.now();
   const opened = open(imagePath, inputs);
