@@ -36547,8 +36547,10 @@ function registryErrorText(reply) {
 ;// CONCATENATED MODULE: ./src/oci/registry/upload.ts
 /**
  * Streamed blob upload: POST opens a session, PATCH sends fixed-size chunks while the next chunk is being produced
- * (so compression and network overlap), PUT ?digest= closes it. The digest is of exactly the bytes sent, so the
- * caller's stream can be compressed on the fly. A failed PATCH asks the registry how far it got (GET on the session
+ * (so compression and network overlap), PUT ?digest= closes it, carrying the last, shorter chunk as its body (the
+ * OCI distribution spec allows the closing PUT to hold the final chunk; it saves one request per blob, and each
+ * request costs the registry more than its bytes do). The digest is of exactly the bytes sent, so the caller's
+ * stream can be compressed on the fly. A failed PATCH or PUT asks the registry how far it got (GET on the session
  * -> Range) and resends from there; that works while the missing bytes are inside the chunk held in memory. When it
  * cannot work (the session is gone, or the registry lost bytes from before this chunk) the error says the layer must
  * be re-read: its bytes are gone from memory and only the caller can produce them again.
@@ -36621,6 +36623,8 @@ async function uploadBlob(host, repo, scopes, chunks, opts) {
     let location;
     const hash = opts.sourceDigest ? undefined : (0,external_node_crypto_.createHash)('sha256');
     let offset = 0;
+    // The short chunk chunkGroups gives only at the end of the stream: it goes with the PUT.
+    let last;
     try {
         const started = await host.call({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scopes });
         if (started.status !== 202)
@@ -36636,14 +36640,19 @@ async function uploadBlob(host, repo, scopes, chunks, opts) {
             if (hash)
                 for (const part of chunk)
                     hash.update(part);
+            if (lengthOf(chunk) < chunkSize) {
+                last = chunk;
+                break;
+            }
             location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
             offset += lengthOf(chunk);
         }
         const digest = hash ? `sha256:${hash.digest('hex')}` : await opts.sourceDigest();
         if (opts.expectedDigest && opts.expectedDigest !== digest)
             throw new errors_InputError(`The blob's digest is ${digest}, but its source states ${opts.expectedDigest}`);
-        await commit(host, repo, scopes, location, digest, offset, reread);
-        return { digest, size: offset };
+        const size = offset + (last ? lengthOf(last) : 0);
+        await commit(host, repo, scopes, { location, digest, size, last }, reread);
+        return { digest, size };
     }
     catch (e) {
         // Best effort: close the session now instead of leaving it to the registry's purge.
@@ -36660,29 +36669,34 @@ function sessionUrl(reply, base) {
         throw new Error(`The registry answered ${reply.status} without a Location for the upload session`);
     return new URL(location, base);
 }
-async function sendChunk(host, repo, scopes, location, chunk, start, reread) {
+async function sendChunk(host, repo, scopes, location, chunk, start, reread, failed) {
     const end = start + lengthOf(chunk) - 1;
     let sent = 0;
+    // `failed`: the chunk's first try went out another way (the closing PUT) and failed; begin by asking how far it got.
     for (let attempt = 0;; attempt++) {
         let failure;
-        try {
-            const reply = await host.callOnce({
-                method: 'PATCH',
-                url: location,
-                headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
-                body: sent ? partsFrom(chunk, sent) : chunk,
-                scopes,
-            });
-            if (reply.status === 202 || reply.status === 204)
-                return sessionUrl(reply, location);
-            if (reply.status === 404 || reply.status === 416)
-                throw reread(`the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`);
-            throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
-        }
-        catch (e) {
-            if (!(e instanceof errors_TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)
-                throw e;
-            failure = e;
+        if (attempt === 0 && failed)
+            failure = failed;
+        else {
+            try {
+                const reply = await host.callOnce({
+                    method: 'PATCH',
+                    url: location,
+                    headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
+                    body: sent ? partsFrom(chunk, sent) : chunk,
+                    scopes,
+                });
+                if (reply.status === 202 || reply.status === 204)
+                    return sessionUrl(reply, location);
+                if (reply.status === 404 || reply.status === 416)
+                    throw reread(`the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`);
+                throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+            }
+            catch (e) {
+                if (!(e instanceof errors_TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)
+                    throw e;
+                failure = e;
+            }
         }
         if (attempt + 1 >= host.attempts)
             throw reread(`gave up after ${attempt} retries: ${failure.message}`);
@@ -36710,18 +36724,49 @@ async function sendChunk(host, repo, scopes, location, chunk, start, reread) {
         sent = held - start;
     }
 }
-async function commit(host, repo, scopes, location, digest, size, reread) {
+async function commit(host, repo, scopes, { location, digest, size, last }, reread) {
     const url = new URL(location.href);
     // Keep the session's own query (signed state) and add the digest to it.
     url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
     let reply;
-    try {
-        reply = await host.call({ method: 'PUT', url, scopes });
+    if (last) {
+        const start = size - lengthOf(last);
+        try {
+            reply = await host.callOnce({
+                method: 'PUT',
+                url,
+                headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${size - 1}` },
+                body: last,
+                scopes,
+            });
+        }
+        catch (e) {
+            if (!(e instanceof errors_TransientError) || e instanceof RetryBudgetExhausted)
+                throw e;
+            // Where the body went is unknown: the chunk path asks the registry and resends what it lacks; then a PUT
+            // without a body closes the session.
+            let at;
+            try {
+                at = await sendChunk(host, repo, scopes, location, last, start, reread, e);
+            }
+            catch (lost) {
+                // The PUT may have gone through with only its answer lost: the session is gone then, and the blob is there.
+                if (lost instanceof LayerRereadNeeded && (await host.hasBlob(repo, digest).catch(() => undefined)) === size)
+                    return;
+                throw lost;
+            }
+            return commit(host, repo, scopes, { location: at, digest, size }, reread);
+        }
     }
-    catch (e) {
-        if (e instanceof errors_TransientError && !(e instanceof RetryBudgetExhausted))
-            throw reread(errorMessage(e));
-        throw e;
+    else {
+        try {
+            reply = await host.call({ method: 'PUT', url, scopes });
+        }
+        catch (e) {
+            if (e instanceof errors_TransientError && !(e instanceof RetryBudgetExhausted))
+                throw reread(errorMessage(e));
+            throw e;
+        }
     }
     if (reply.status === 201 || reply.status === 204) {
         const stated = transport_header(reply, 'docker-content-digest');
@@ -36732,7 +36777,7 @@ async function commit(host, repo, scopes, location, digest, size, reread) {
     // A retried PUT whose first try was committed finds no session any more: the blob being there is success.
     if (reply.status === 404 && (await host.hasBlob(repo, digest)) === size)
         return;
-    if (reply.status === 400 || reply.status === 404)
+    if (reply.status === 400 || reply.status === 404 || reply.status === 416)
         throw reread(`closing it as ${digest} was refused: ${registryErrorText(reply) || reply.status}`);
     throw host.unexpected(reply, `PUT of blob ${digest}`, repo);
 }

@@ -54,7 +54,8 @@ describe('counted requests', () => {
     const tags = `${proxy.host}/count/app:v1`;
     const first = await counting(() => push({ image: fx.stream, tags }));
     ok(first.result);
-    expect(first.count('PATCH', UPLOADS)).toBeGreaterThanOrEqual(3);
+    // The fixture's layers are smaller than one chunk: each goes as the body of the PUT that closes its upload.
+    expect(first.count('PUT', UPLOADS)).toBeGreaterThanOrEqual(3);
     const again = await counting(() => push({ image: fx.stream, tags }));
     ok(again.result);
     for (const m of ['POST', 'PATCH', 'PUT']) expect({ m, n: again.count(m, UPLOADS) }).toEqual({ m, n: 0 });
@@ -81,18 +82,25 @@ describe('transient failures are retried', () => {
 
   it('resumes an upload cut off before the registry saw its bytes', async () => {
     const repo = 'faults/resume';
-    const cut = proxy.addRule({ method: 'PATCH', times: 1, action: { dropAfterBytes: 100, forward: false } });
+    // The closing PUT, which carries each of these small layers.
+    const cut = proxy.addRule({
+      method: 'PUT',
+      path: UPLOADS,
+      times: 1,
+      action: { dropAfterBytes: 100, forward: false },
+    });
     const r = await counting(() => push({ image: fx.archiveGz, tags: `${proxy.host}/${repo}:v1` }));
     ok(r.result);
     expect(cut.hits).toBe(1);
     expect(r.count('GET', UPLOADS)).toBeGreaterThanOrEqual(1); // asked the registry how far it got
+    expect(r.count('PATCH', UPLOADS)).toBe(1); // and sent the chunk again
     expect(r.result.log).not.toContain('reading the image again');
     await verify(`${reg.host}/${repo}:v1`, fx.layers);
   });
 
   it('reads the image again when the registry kept part of a chunk cut off mid-blob', async () => {
     const repo = 'faults/reread';
-    const cut = proxy.addRule({ method: 'PATCH', times: 1, action: { dropAfterBytes: 100 } });
+    const cut = proxy.addRule({ method: 'PUT', path: UPLOADS, times: 1, action: { dropAfterBytes: 100 } });
     // The streamed image: its script runs again for the second pass; layers already pushed are not sent again.
     const r = await push({ image: fx.stream, tags: `${proxy.host}/${repo}:v1`, concurrency: '1' });
     ok(r);
@@ -107,7 +115,7 @@ describe('failures leave every tag where it was', () => {
     const tag = `${proxy.host}/faults/kept:v1`;
     const before = await push({ image: fx.stream, tags: tag });
     ok(before);
-    proxy.addRule({ method: 'PATCH', action: { status: 503 } });
+    for (const method of ['PATCH', 'PUT']) proxy.addRule({ method, path: UPLOADS, action: { status: 503 } });
     // zstd layers: a new image (the gzip layers the tag has cannot stand in for them), so blobs must be uploaded.
     const r = await counting(() => push({ image: fx.stream, compression: 'zstd', tags: tag, 'retry-budget': '2' }));
     expect(r.result.ok).toBe(false);
@@ -176,8 +184,9 @@ describe('a token expiring mid-push', () => {
   });
 
   it('gets a new token and completes', async () => {
-    // Every chunk takes 1.2 s to reach the registry, so the first token dies during the upload.
-    slow.addRule({ method: 'PATCH', action: { stallMs: 1200 } });
+    // Every layer's closing PUT (which carries its only chunk) takes 1.2 s to reach the registry, so the first token
+    // dies during the upload and a PUT with a body must be sent again with a new one.
+    slow.addRule({ method: 'PUT', path: UPLOADS, action: { stallMs: 1200 } });
     const repo = `${slow.host}/tok/slow`;
     const r = await push({
       image: fx.stream,

@@ -229,6 +229,12 @@ describe('faults between client and registry', () => {
     await reg?.stop();
   });
   afterEach(() => proxy.clearRules());
+  /** The last `n` upload and blob requests through the proxy, as `METHOD content-range`. */
+  const uploadRequests = (n: number) =>
+    proxy.log
+      .filter((l) => ['PATCH', 'PUT', 'GET', 'HEAD'].includes(String(l.method)))
+      .slice(-n)
+      .map((l) => `${l.method} ${l.contentRange ?? ''}`.trim());
 
   it('retries a 500, and waits out a 429 Retry-After', async () => {
     const c = client({ registry: proxy.host });
@@ -255,16 +261,55 @@ describe('faults between client and registry', () => {
     const data = randomBytes(600 * KiB);
     const up = await c.uploadBlob('f/resume', pieces(data), { chunkSize: 256 * KiB });
     expect(rule.hits).toBe(1);
-    const patches = proxy.log.filter((l) => l.method === 'PATCH' || l.method === 'GET').slice(-5);
-    expect(patches.map((l) => `${l.method} ${l.contentRange ?? ''}`.trim())).toEqual([
+    expect(uploadRequests(5)).toEqual([
       'PATCH 0-262143',
       'PATCH 262144-524287',
       'GET', // how far did it get? Range: 0-262143
       'PATCH 262144-524287',
-      'PATCH 524288-614399',
+      'PUT 524288-614399', // the last, shorter chunk closes the session
     ]);
     expect(await c.hasBlob('f/resume', up.digest)).toBe(data.length);
     expect(sha256(await c.getBlob('f/resume', up.digest, 1 << 20))).toBe(sha256(data));
+  });
+
+  it('sends the last chunk as the body of the closing PUT, and a whole number of chunks without one', async () => {
+    const c = client({ registry: proxy.host });
+    const data = randomBytes(600 * KiB);
+    const up = await c.uploadBlob('f/last', pieces(data), { chunkSize: 256 * KiB });
+    expect(uploadRequests(3)).toEqual(['PATCH 0-262143', 'PATCH 262144-524287', 'PUT 524288-614399']);
+    expect(sha256(await c.getBlob('f/last', up.digest, 1 << 20))).toBe(sha256(data));
+
+    const even = randomBytes(512 * KiB);
+    const up2 = await c.uploadBlob('f/last', pieces(even), { chunkSize: 256 * KiB });
+    expect(uploadRequests(3)).toEqual(['PATCH 0-262143', 'PATCH 262144-524287', 'PUT']);
+    expect(sha256(await c.getBlob('f/last', up2.digest, 1 << 20))).toBe(sha256(even));
+  });
+
+  it('resumes with a PATCH when the closing PUT is cut off before reaching the registry', async () => {
+    const c = client({ registry: proxy.host });
+    const rule = proxy.addRule({ method: 'PUT', times: 1, action: { dropAfterBytes: 10 * KiB, forward: false } });
+    const data = randomBytes(600 * KiB);
+    const up = await c.uploadBlob('f/put-cut', pieces(data), { chunkSize: 256 * KiB });
+    expect(rule.hits).toBe(1);
+    expect(uploadRequests(5)).toEqual([
+      'PATCH 262144-524287',
+      'PUT 524288-614399', // cut
+      'GET', // Range: 0-524287
+      'PATCH 524288-614399',
+      'PUT',
+    ]);
+    expect(sha256(await c.getBlob('f/put-cut', up.digest, 1 << 20))).toBe(sha256(data));
+  });
+
+  it('takes a closing PUT whose answer was lost as done when the blob is there', async () => {
+    const c = client({ registry: proxy.host, retry: { baseMs: 1 } });
+    proxy.addRule({ method: 'PUT', times: 1, action: { dropResponse: true } });
+    const data = randomBytes(300 * KiB);
+    const up = await c.uploadBlob('f/put-lost', pieces(data), { chunkSize: 256 * KiB });
+    expect(up).toEqual({ digest: sha256(data), size: data.length });
+    // The session is gone after the commit, so the client asked for the blob instead of resending.
+    expect(uploadRequests(3)).toEqual(['PUT 262144-307199', 'GET', 'HEAD']);
+    expect(sha256(await c.getBlob('f/put-lost', up.digest, 1 << 20))).toBe(sha256(data));
   });
 
   it('asks for a re-read when the registry kept part of a cut-off PATCH (distribution 2.8 cannot resume it)', async () => {

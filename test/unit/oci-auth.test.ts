@@ -212,8 +212,8 @@ describe('upload resume from the Range', () => {
   let server: Server;
   let host: string;
   let data = Buffer.alloc(0);
-  // Cut PATCH number `patch` (0-based) after `after` bytes, keeping those bytes.
-  let cut: { patch: number; after: number } | undefined;
+  // Cut PATCH number `patch` (0-based), or the closing PUT, after `after` bytes, keeping those bytes.
+  let cut: { patch: number | 'put'; after: number } | undefined;
   let patches = 0;
   let forget = false;
   const ranges: string[] = [];
@@ -228,7 +228,7 @@ describe('upload resume from the Range', () => {
         if (forget) data = Buffer.alloc(0);
         return res.writeHead(204, { ...loc, range: range() }).end();
       }
-      const patch = req.method === 'PATCH' ? patches++ : -1;
+      const patch = req.method === 'PATCH' ? patches++ : req.method === 'PUT' ? 'put' : -1;
       req.on('data', (c: Buffer) => {
         chunks.push(c);
         if (cut?.patch === patch && Buffer.concat(chunks).length >= cut.after) {
@@ -244,6 +244,9 @@ describe('upload resume from the Range', () => {
           return res.writeHead(202, { ...loc, range: range(), 'content-length': 0 }).end();
         }
         if (req.method === 'PUT') {
+          // The closing PUT may carry the last chunk.
+          ranges.push(`PUT ${req.headers['content-range'] ?? ''}`.trim());
+          data = Buffer.concat([data, ...chunks]);
           const ok = url.searchParams.get('digest') === `sha256:${createHash('sha256').update(data).digest('hex')}`;
           return res.writeHead(ok && url.searchParams.get('_state') === 's' ? 201 : 400).end();
         }
@@ -273,7 +276,21 @@ describe('upload resume from the Range', () => {
     expect(data.equals(blob)).toBe(true);
     expect(up.digest).toBe(`sha256:${createHash('sha256').update(blob).digest('hex')}`);
     expect(ranges[0]).toMatch(/^1024\d\d-262143$/); // resumed inside the first chunk, not at 0
-    expect(ranges.slice(1)).toEqual(['262144-524287', '524288-614399']);
+    expect(ranges.slice(1)).toEqual(['262144-524287', 'PUT 524288-614399']);
+  });
+
+  it('resends the rest of a cut-off closing PUT from the middle, then closes without a body', async () => {
+    [data, patches, ranges.length] = [Buffer.alloc(0), 0, 0];
+    const blob = randomBytes(600 * 1024);
+    cut = { patch: 'put', after: 30_000 };
+    const up = await upload(blob);
+    expect(data.equals(blob)).toBe(true);
+    expect(up).toEqual({ digest: `sha256:${createHash('sha256').update(blob).digest('hex')}`, size: blob.length });
+    // The cut PUT never ends, so it is not listed. 524288 + the 30 000 bytes or more it had delivered: the PATCH
+    // starts there, not at the chunk's start; then a PUT without a body closes the session.
+    expect(ranges.slice(0, 2)).toEqual(['0-262143', '262144-524287']);
+    expect(ranges[2]).toMatch(/^5[5-9]\d{4}-614399$/);
+    expect(ranges.slice(3)).toEqual(['PUT']);
   });
 
   it('asks for a re-read when the registry lost bytes from before the chunk in memory', async () => {

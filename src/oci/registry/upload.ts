@@ -1,7 +1,9 @@
 /**
  * Streamed blob upload: POST opens a session, PATCH sends fixed-size chunks while the next chunk is being produced
- * (so compression and network overlap), PUT ?digest= closes it. The digest is of exactly the bytes sent, so the
- * caller's stream can be compressed on the fly. A failed PATCH asks the registry how far it got (GET on the session
+ * (so compression and network overlap), PUT ?digest= closes it, carrying the last, shorter chunk as its body (the
+ * OCI distribution spec allows the closing PUT to hold the final chunk; it saves one request per blob, and each
+ * request costs the registry more than its bytes do). The digest is of exactly the bytes sent, so the caller's
+ * stream can be compressed on the fly. A failed PATCH or PUT asks the registry how far it got (GET on the session
  * -> Range) and resends from there; that works while the missing bytes are inside the chunk held in memory. When it
  * cannot work (the session is gone, or the registry lost bytes from before this chunk) the error says the layer must
  * be re-read: its bytes are gone from memory and only the caller can produce them again.
@@ -116,6 +118,8 @@ export async function uploadBlob(
   let location: URL | undefined;
   const hash = opts.sourceDigest ? undefined : createHash('sha256');
   let offset = 0;
+  // The short chunk chunkGroups gives only at the end of the stream: it goes with the PUT.
+  let last: Buffer[] | undefined;
   try {
     const started = await host.call({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scopes });
     if (started.status !== 202) throw host.unexpected(started, 'starting a blob upload', repo);
@@ -127,14 +131,19 @@ export async function uploadBlob(
       next = it.next();
       next.catch(() => undefined);
       if (hash) for (const part of chunk) hash.update(part);
+      if (lengthOf(chunk) < chunkSize) {
+        last = chunk;
+        break;
+      }
       location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
       offset += lengthOf(chunk);
     }
     const digest: Digest = hash ? `sha256:${hash.digest('hex')}` : await (opts.sourceDigest as () => Promise<Digest>)();
     if (opts.expectedDigest && opts.expectedDigest !== digest)
       throw new InputError(`The blob's digest is ${digest}, but its source states ${opts.expectedDigest}`);
-    await commit(host, repo, scopes, location, digest, offset, reread);
-    return { digest, size: offset };
+    const size = offset + (last ? lengthOf(last) : 0);
+    await commit(host, repo, scopes, { location, digest, size, last }, reread);
+    return { digest, size };
   } catch (e) {
     // Best effort: close the session now instead of leaving it to the registry's purge.
     if (location) await host.callOnce({ method: 'DELETE', url: location, scopes }).catch(() => undefined);
@@ -158,29 +167,34 @@ async function sendChunk(
   chunk: Buffer[],
   start: number,
   reread: (why: string) => LayerRereadNeeded,
+  failed?: TransientError,
 ): Promise<URL> {
   const end = start + lengthOf(chunk) - 1;
   let sent = 0;
+  // `failed`: the chunk's first try went out another way (the closing PUT) and failed; begin by asking how far it got.
   for (let attempt = 0; ; attempt++) {
     let failure: TransientError;
-    try {
-      const reply = await host.callOnce({
-        method: 'PATCH',
-        url: location,
-        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
-        body: sent ? partsFrom(chunk, sent) : chunk,
-        scopes,
-      });
-      if (reply.status === 202 || reply.status === 204) return sessionUrl(reply, location);
-      if (reply.status === 404 || reply.status === 416)
-        throw reread(
-          `the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`,
-        );
-      throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
-    } catch (e) {
-      if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)
-        throw e;
-      failure = e;
+    if (attempt === 0 && failed) failure = failed;
+    else {
+      try {
+        const reply = await host.callOnce({
+          method: 'PATCH',
+          url: location,
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
+          body: sent ? partsFrom(chunk, sent) : chunk,
+          scopes,
+        });
+        if (reply.status === 202 || reply.status === 204) return sessionUrl(reply, location);
+        if (reply.status === 404 || reply.status === 416)
+          throw reread(
+            `the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`,
+          );
+        throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+      } catch (e) {
+        if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)
+          throw e;
+        failure = e;
+      }
     }
     if (attempt + 1 >= host.attempts) throw reread(`gave up after ${attempt} retries: ${failure.message}`);
     await host.pause(failure, attempt);
@@ -204,24 +218,58 @@ async function sendChunk(
   }
 }
 
+interface Closing {
+  location: URL;
+  digest: Digest;
+  /** The blob's size, `last` included. */
+  size: number;
+  /** The final chunk, sent as the PUT's body; the bytes before it are with the registry already. */
+  last?: Buffer[];
+}
+
 async function commit(
   host: UploadHost,
   repo: string,
   scopes: string[],
-  location: URL,
-  digest: Digest,
-  size: number,
+  { location, digest, size, last }: Closing,
   reread: (why: string) => LayerRereadNeeded,
 ): Promise<void> {
   const url = new URL(location.href);
   // Keep the session's own query (signed state) and add the digest to it.
   url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
   let reply: Reply;
-  try {
-    reply = await host.call({ method: 'PUT', url, scopes });
-  } catch (e) {
-    if (e instanceof TransientError && !(e instanceof RetryBudgetExhausted)) throw reread(errorMessage(e));
-    throw e;
+  if (last) {
+    const start = size - lengthOf(last);
+    try {
+      reply = await host.callOnce({
+        method: 'PUT',
+        url,
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${size - 1}` },
+        body: last,
+        scopes,
+      });
+    } catch (e) {
+      if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted) throw e;
+      // Where the body went is unknown: the chunk path asks the registry and resends what it lacks; then a PUT
+      // without a body closes the session.
+      let at: URL;
+      try {
+        at = await sendChunk(host, repo, scopes, location, last, start, reread, e);
+      } catch (lost) {
+        // The PUT may have gone through with only its answer lost: the session is gone then, and the blob is there.
+        if (lost instanceof LayerRereadNeeded && (await host.hasBlob(repo, digest).catch(() => undefined)) === size)
+          return;
+        throw lost;
+      }
+      return commit(host, repo, scopes, { location: at, digest, size }, reread);
+    }
+  } else {
+    try {
+      reply = await host.call({ method: 'PUT', url, scopes });
+    } catch (e) {
+      if (e instanceof TransientError && !(e instanceof RetryBudgetExhausted)) throw reread(errorMessage(e));
+      throw e;
+    }
   }
   if (reply.status === 201 || reply.status === 204) {
     const stated = header(reply, 'docker-content-digest');
@@ -230,7 +278,7 @@ async function commit(
   }
   // A retried PUT whose first try was committed finds no session any more: the blob being there is success.
   if (reply.status === 404 && (await host.hasBlob(repo, digest)) === size) return;
-  if (reply.status === 400 || reply.status === 404)
+  if (reply.status === 400 || reply.status === 404 || reply.status === 416)
     throw reread(`closing it as ${digest} was refused: ${registryErrorText(reply) || reply.status}`);
   throw host.unexpected(reply, `PUT of blob ${digest}`, repo);
 }
