@@ -33796,11 +33796,13 @@ const MAX_STORED = 65535;
 /**
  * A gzip member holding `part` in stored deflate blocks of 65535 bytes (the last one shorter, or one empty block for
  * no input), as zlib's level 0 writes them given room enough: a copy of the bytes with 5 bytes of framing per block,
- * the header zlib writes for level 0 (XFL 4, OS pinned as above) and the CRC-32 and size trailer.
+ * the header zlib writes for level 0 (XFL 4, OS pinned as above) and the CRC-32 and size trailer. Written into memory
+ * from `arenas` when given (compress-arena.ts).
  */
-function storedMember(part) {
+function storedMember(part, arenas) {
     const blocks = Math.max(1, Math.ceil(part.length / MAX_STORED));
-    const out = Buffer.allocUnsafe(10 + 5 * blocks + part.length + 8);
+    const size = 10 + 5 * blocks + part.length + 8;
+    const out = arenas ? arenas.take(size) : Buffer.allocUnsafe(size);
     out.set([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, GZIP_OS_UNIX], 0);
     let at = 10;
     for (let b = 0, from = 0; b < blocks; b++, from += MAX_STORED) {
@@ -33815,10 +33817,13 @@ function storedMember(part) {
     out.writeUInt32LE(part.length >>> 0, at + 4);
     return out;
 }
-/** One complete gzip member holding `part`, at `level` (0 stores). Resolves with its bytes, in one or two pieces. */
-async function gzipMember(part, level) {
+/**
+ * One complete gzip member holding `part`, at `level` (0 stores, into `arenas` when given). Resolves with its bytes,
+ * in one or two pieces.
+ */
+async function gzipMember(part, level, arenas) {
     if (level === 0)
-        return [storedMember(part)];
+        return [storedMember(part, arenas)];
     return deflateMember(part, level);
 }
 function deflateMember(part, level) {
@@ -33967,14 +33972,14 @@ function compressOnce(stream, block) {
         stream.end(block);
     });
 }
-function gzipCodec(level) {
+function gzipCodec(level, arenas) {
     return async (block) => {
         if (level === 0)
-            return gzipMember(block, 0);
+            return gzipMember(block, 0, arenas);
         // One member per run (compress-entropy.ts), one after the other: the block holds one compression permit.
         const out = [];
         for (const run of entropyRuns(block))
-            out.push(...(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level)));
+            out.push(...(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level, arenas)));
         return out;
     };
 }
@@ -33998,9 +34003,9 @@ function zstdCodec(level) {
         return [out];
     };
 }
-/** The codec compressing one raw block into gzip members / one zstd frame. */
-function blockCodec(compression, level) {
-    return compression === 'gzip' ? gzipCodec(level) : zstdCodec(level);
+/** The codec compressing one raw block into gzip members (stored ones into `arenas`) / one zstd frame. */
+function blockCodec(compression, level, arenas) {
+    return compression === 'gzip' ? gzipCodec(level, arenas) : zstdCodec(level);
 }
 /**
  * The layer media type for a compression in a manifest format. The Docker image manifest v2 schema 2 specifies layers as
@@ -34346,11 +34351,91 @@ class BlockCutter {
     }
 }
 
+;// CONCATENATED MODULE: ./src/oci/compress-arena.ts
+/**
+ * Reusable memory for the stored gzip members (compress-deflaters.ts). Incompressible parts are often a third or more
+ * of an image's compressed bytes, and written into fresh buffers they were most of the garbage a push made: V8 ran a
+ * full collection (marking on its background threads, then freeing) every few dozen MiB of it, and the pages of each
+ * fresh buffer were faulted in again.
+ *
+ * Members are packed one after the other into arenas of ARENA bytes. Whoever ends up with the bytes hands them back
+ * once nothing will read them again (an upload: once the registry has acknowledged them), and an arena all of whose
+ * bytes came back is reused. Bytes never handed back are simply collected with their arena, so a consumer that cannot
+ * tell when it is done (one stream fed to several uploads) needs to do nothing; handing bytes back twice, though,
+ * would let an arena be overwritten while still in use, so each must be handed back at most once.
+ */
+/**
+ * Room for two stored members of a whole default-size block (1 MiB and 103 bytes of framing each): the common case
+ * (incompressible files span whole blocks) then wastes no room. Smaller members pack in between.
+ */
+const ARENA = (2 << 20) + 1024;
+class MemberArenas {
+    keep;
+    current;
+    free = [];
+    lent = new WeakMap();
+    made = 0;
+    /** `keep`: idle arenas kept for reuse; more may be in use at once, the extra ones are dropped when they come back. */
+    constructor(keep = 8) {
+        this.keep = keep;
+    }
+    /** `n` bytes to write a member into. A member larger than an arena gets a buffer of its own, not tracked. */
+    take(n) {
+        if (n > ARENA)
+            return Buffer.allocUnsafe(n);
+        let a = this.current;
+        if (!a || a.bytes.length - a.used < n) {
+            if (a)
+                this.retire(a);
+            a = { bytes: this.free.pop() ?? this.make(), used: 0, out: 0 };
+            this.lent.set(a.bytes.buffer, a);
+            this.current = a;
+        }
+        const out = a.bytes.subarray(a.used, a.used + n);
+        a.used += n;
+        a.out += n;
+        return out;
+    }
+    /**
+     * The consumer is done with these bytes, which may be any slices of what `take` gave (other buffers are ignored).
+     * Each byte at most once.
+     */
+    giveBack(parts) {
+        for (const p of parts) {
+            const a = this.lent.get(p.buffer);
+            if (!a)
+                continue;
+            a.out -= p.length;
+            if (a.out === 0 && a !== this.current)
+                this.retire(a);
+        }
+    }
+    /** Arenas allocated so far (tests check reuse with it). */
+    get allocated() {
+        return this.made;
+    }
+    make() {
+        this.made++;
+        return Buffer.allocUnsafeSlow(ARENA);
+    }
+    /** An arena that takes no more members: reused at once if all its bytes are back, else when the last one is. */
+    retire(a) {
+        if (a === this.current)
+            this.current = undefined;
+        if (a.out > 0)
+            return;
+        this.lent.delete(a.bytes.buffer);
+        if (this.free.length < this.keep)
+            this.free.push(a.bytes);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/oci/compress-pool.ts
 /**
  * Concurrency limits for the layer pipeline (compress.ts): a small semaphore, and the pool that caps compressions in
  * flight across every layer of a push, so parallel uploads do not multiply the jobs queued on the libuv threadpool.
  */
+
 
 /** A counting semaphore. Waiters are woken in order; `wakeAll` tears down one pipeline's private limits. */
 class Semaphore {
@@ -34431,6 +34516,11 @@ class CompressionPool extends Semaphore {
     size;
     /** Raw block buffers shared by the layers in flight (each holds up to its parallelism + 1 blocks). */
     buffers;
+    /**
+     * Where stored members are written. Their consumer hands them back (`members.giveBack`) once done with them; see
+     * compress-arena.ts.
+     */
+    members = new MemberArenas();
     constructor(size = defaultParallelism()) {
         super(size);
         this.size = size;
@@ -34519,7 +34609,7 @@ function compressLayer(raw, opts) {
     const compressed = new Promise((resolve) => (settle.compressed = resolve));
     // A consumer that stops early usually has its own error to report; this keeps `result` from being unhandled.
     result.catch(() => undefined);
-    const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level);
+    const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level, opts.pool?.members);
     let iterated = false;
     const chunks = {
         [Symbol.asyncIterator]() {
@@ -36646,12 +36736,15 @@ async function uploadBlob(host, repo, scopes, chunks, opts) {
             }
             location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
             offset += lengthOf(chunk);
+            opts.sent?.(chunk);
         }
         const digest = hash ? `sha256:${hash.digest('hex')}` : await opts.sourceDigest();
         if (opts.expectedDigest && opts.expectedDigest !== digest)
             throw new errors_InputError(`The blob's digest is ${digest}, but its source states ${opts.expectedDigest}`);
         const size = offset + (last ? lengthOf(last) : 0);
         await commit(host, repo, scopes, { location, digest, size, last }, reread);
+        if (last)
+            opts.sent?.(last);
         return { digest, size };
     }
     catch (e) {
@@ -36940,6 +37033,8 @@ async function handleLayer(ctx, l, progress, sequential) {
     // The compressor hashes what it yields: that is the blob digest, not computed a second time by the uploads.
     const up = await placer.upload(again?.missing ?? placer.targets, layer.chunks, started, {
         source: async () => (await layer.result).digest,
+        // Stored members come from the pool's arenas; acknowledged ones are reused (compress-arena.ts).
+        sent: (parts) => ctx.pool.members.giveBack(parts),
     });
     const result = await layer.result;
     // Before any manifest or tag: a layer that is not what the source promised must stop the push here.
@@ -37206,8 +37301,9 @@ class BlobPlacer {
     }
     /**
      * Sends a stream to `repos` (see the module comment). `unmounted` lists repositories a mount failed for; they
-     * need the bytes again, which only the caller can produce. `sourceDigest`: the producer's digest of the stream,
-     * so the uploads need not hash it again (upload.ts).
+     * need the bytes again, which only the caller can produce. `source`: the producer's digest of the stream, so the
+     * uploads need not hash it again; `sent`: told of the stream's bytes the registry has acknowledged, when a single
+     * upload reads the stream (upload.ts).
      */
     async upload(repos, chunks, started, digests = {}) {
         const byRegistry = new Map();
@@ -37232,6 +37328,8 @@ class BlobPlacer {
                 .uploadBlob(r.repository, stream, {
                 expectedDigest: digests.expected,
                 sourceDigest: digests.source,
+                // Only a sole upload knows when the stream's bytes are done with; tee.ts shares them between several.
+                sent: branches.length === 1 ? digests.sent : undefined,
                 chunkSize: UPLOAD_CHUNK,
             })
                 .finally(() => stream.cancel());

@@ -155,6 +155,8 @@ async function handleLayer(
   // The compressor hashes what it yields: that is the blob digest, not computed a second time by the uploads.
   const up = await placer.upload(again?.missing ?? placer.targets, layer.chunks, started, {
     source: async () => (await layer.result).digest,
+    // Stored members come from the pool's arenas; acknowledged ones are reused (compress-arena.ts).
+    sent: (parts) => ctx.pool.members.giveBack(parts),
   });
   const result = await layer.result;
   // Before any manifest or tag: a layer that is not what the source promised must stop the push here.

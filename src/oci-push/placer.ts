@@ -106,14 +106,15 @@ export class BlobPlacer {
 
   /**
    * Sends a stream to `repos` (see the module comment). `unmounted` lists repositories a mount failed for; they
-   * need the bytes again, which only the caller can produce. `sourceDigest`: the producer's digest of the stream,
-   * so the uploads need not hash it again (upload.ts).
+   * need the bytes again, which only the caller can produce. `source`: the producer's digest of the stream, so the
+   * uploads need not hash it again; `sent`: told of the stream's bytes the registry has acknowledged, when a single
+   * upload reads the stream (upload.ts).
    */
   async upload(
     repos: Repo[],
     chunks: AsyncIterable<Buffer>,
     started: number,
-    digests: { expected?: Digest; source?: () => Promise<Digest> } = {},
+    digests: { expected?: Digest; source?: () => Promise<Digest>; sent?: (parts: Buffer[]) => void } = {},
   ): Promise<{ digest: Digest; size: number; placed: Placements; unmounted: Repo[] }> {
     const byRegistry = new Map<string, Repo[]>();
     for (const r of repos) byRegistry.set(r.registry, [...(byRegistry.get(r.registry) ?? []), r]);
@@ -135,6 +136,8 @@ export class BlobPlacer {
           .uploadBlob(r.repository, stream, {
             expectedDigest: digests.expected,
             sourceDigest: digests.source,
+            // Only a sole upload knows when the stream's bytes are done with; tee.ts shares them between several.
+            sent: branches.length === 1 ? digests.sent : undefined,
             chunkSize: UPLOAD_CHUNK,
           })
           .finally(() => stream.cancel());

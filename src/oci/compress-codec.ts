@@ -7,6 +7,7 @@
  */
 import * as zlib from 'node:zlib';
 import { InputError } from '../errors.js';
+import type { MemberArenas } from './compress-arena.js';
 import { gzipMember } from './compress-deflaters.js';
 import { entropyRuns } from './compress-entropy.js';
 import { MEDIA, type Compression } from './types.js';
@@ -82,13 +83,13 @@ function compressOnce(stream: zlib.ZstdCompress, block: Buffer): Promise<Buffer>
   });
 }
 
-function gzipCodec(level: number): BlockCodec {
+function gzipCodec(level: number, arenas?: MemberArenas): BlockCodec {
   return async (block) => {
-    if (level === 0) return gzipMember(block, 0);
+    if (level === 0) return gzipMember(block, 0, arenas);
     // One member per run (compress-entropy.ts), one after the other: the block holds one compression permit.
     const out: Buffer[] = [];
     for (const run of entropyRuns(block))
-      out.push(...(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level)));
+      out.push(...(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level, arenas)));
     return out;
   };
 }
@@ -119,9 +120,13 @@ function zstdCodec(level: number): BlockCodec {
   };
 }
 
-/** The codec compressing one raw block into gzip members / one zstd frame. */
-export function blockCodec(compression: Exclude<Compression, 'none'>, level: number): BlockCodec {
-  return compression === 'gzip' ? gzipCodec(level) : zstdCodec(level);
+/** The codec compressing one raw block into gzip members (stored ones into `arenas`) / one zstd frame. */
+export function blockCodec(
+  compression: Exclude<Compression, 'none'>,
+  level: number,
+  arenas?: MemberArenas,
+): BlockCodec {
+  return compression === 'gzip' ? gzipCodec(level, arenas) : zstdCodec(level);
 }
 
 /**

@@ -11,6 +11,7 @@
  * written here instead (storedMember), with sizes that depend only on the input.
  */
 import * as zlib from 'node:zlib';
+import type { MemberArenas } from './compress-arena.js';
 
 /**
  * zlib's hash table has 2^(memLevel + 7) entries: 9 (the largest) instead of the default 8 found longer matches
@@ -67,11 +68,13 @@ const MAX_STORED = 65535;
 /**
  * A gzip member holding `part` in stored deflate blocks of 65535 bytes (the last one shorter, or one empty block for
  * no input), as zlib's level 0 writes them given room enough: a copy of the bytes with 5 bytes of framing per block,
- * the header zlib writes for level 0 (XFL 4, OS pinned as above) and the CRC-32 and size trailer.
+ * the header zlib writes for level 0 (XFL 4, OS pinned as above) and the CRC-32 and size trailer. Written into memory
+ * from `arenas` when given (compress-arena.ts).
  */
-export function storedMember(part: Buffer): Buffer {
+export function storedMember(part: Buffer, arenas?: MemberArenas): Buffer {
   const blocks = Math.max(1, Math.ceil(part.length / MAX_STORED));
-  const out = Buffer.allocUnsafe(10 + 5 * blocks + part.length + 8);
+  const size = 10 + 5 * blocks + part.length + 8;
+  const out = arenas ? arenas.take(size) : Buffer.allocUnsafe(size);
   out.set([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, GZIP_OS_UNIX], 0);
   let at = 10;
   for (let b = 0, from = 0; b < blocks; b++, from += MAX_STORED) {
@@ -87,9 +90,12 @@ export function storedMember(part: Buffer): Buffer {
   return out;
 }
 
-/** One complete gzip member holding `part`, at `level` (0 stores). Resolves with its bytes, in one or two pieces. */
-export async function gzipMember(part: Buffer, level: number): Promise<Buffer[]> {
-  if (level === 0) return [storedMember(part)];
+/**
+ * One complete gzip member holding `part`, at `level` (0 stores, into `arenas` when given). Resolves with its bytes,
+ * in one or two pieces.
+ */
+export async function gzipMember(part: Buffer, level: number, arenas?: MemberArenas): Promise<Buffer[]> {
+  if (level === 0) return [storedMember(part, arenas)];
   return deflateMember(part, level);
 }
 

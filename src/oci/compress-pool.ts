@@ -3,6 +3,7 @@
  * flight across every layer of a push, so parallel uploads do not multiply the jobs queued on the libuv threadpool.
  */
 import { availableParallelism } from 'node:os';
+import { MemberArenas } from './compress-arena.js';
 
 /** A counting semaphore. Waiters are woken in order; `wakeAll` tears down one pipeline's private limits. */
 export class Semaphore {
@@ -75,6 +76,11 @@ export function defaultParallelism(): number {
 export class CompressionPool extends Semaphore {
   /** Raw block buffers shared by the layers in flight (each holds up to its parallelism + 1 blocks). */
   readonly buffers: BufferPool;
+  /**
+   * Where stored members are written. Their consumer hands them back (`members.giveBack`) once done with them; see
+   * compress-arena.ts.
+   */
+  readonly members = new MemberArenas();
   constructor(readonly size = defaultParallelism()) {
     super(size);
     this.buffers = new BufferPool(2 * size + 2);

@@ -114,7 +114,7 @@ export function compressLayer(raw: AsyncIterable<Buffer> | RawRange, opts: Compr
   const compressed = new Promise<void>((resolve) => (settle.compressed = resolve));
   // A consumer that stops early usually has its own error to report; this keeps `result` from being unhandled.
   result.catch(() => undefined);
-  const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level);
+  const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level, opts.pool?.members);
   let iterated = false;
   const chunks: AsyncIterable<Buffer> = {
     [Symbol.asyncIterator]() {

@@ -8,7 +8,9 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
 import { InputError, TransientError } from '../../src/errors.js';
+import { CompressionPool, compressLayer } from '../../src/oci/compress.js';
 import { RegistryClient, RetryBudgetExhausted, type RegistryClientOptions } from '../../src/oci/registry/client.js';
 import { LayerRereadNeeded } from '../../src/oci/registry/upload.js';
 import { MEDIA } from '../../src/oci/types.js';
@@ -139,6 +141,35 @@ describe('anonymous registry', () => {
     const empty = await c.uploadBlob('flake-ci/anon', pieces(Buffer.alloc(0)));
     expect(empty).toEqual({ digest: sha256(Buffer.alloc(0)), size: 0 });
     expect(await c.hasBlob('flake-ci/anon', empty.digest)).toBe(0);
+  });
+
+  it('reuses the memory of stored members once the registry acknowledged them, sending every byte intact', async () => {
+    const c = client({ registry: reg.host });
+    const pool = new CompressionPool(2);
+    // Incompressible runs (stored members, written into the pool's arenas) between text (deflated).
+    const text = (n: number) =>
+      Buffer.from('a few words of text, again and again; '.repeat(Math.ceil(n / 38))).subarray(0, n);
+    const layers = [1, 2, 3].map((i) =>
+      Buffer.concat([randomBytes(300 * KiB * i), text(100 * KiB), randomBytes(500 * KiB), text(50 * KiB * i)]),
+    );
+    const push = (raw: Buffer) => {
+      const layer = compressLayer(pieces(raw), { compression: 'gzip', chunkSize: 64 * KiB, parallelism: 2, pool });
+      // Chunks smaller than an arena and not aligned with members: arenas are shared by chunks, uploads and layers.
+      return c.uploadBlob('flake-ci/arenas', layer.chunks, {
+        chunkSize: 100 * KiB,
+        sourceDigest: async () => (await layer.result).digest,
+        sent: (parts) => pool.members.giveBack(parts),
+      });
+    };
+    for (let round = 0; round < 4; round++) {
+      const ups = await Promise.all(layers.map(push));
+      for (const [i, up] of ups.entries())
+        expect(gunzipSync(await c.getBlob('flake-ci/arenas', up.digest, 8 << 20)).equals(layers[i] as Buffer)).toBe(
+          true,
+        );
+    }
+    // About 13 MB of stored members went through a few 2 MiB arenas (without reuse: one per 2 MiB).
+    expect(pool.members.allocated).toBeLessThanOrEqual(4);
   });
 });
 

@@ -26,6 +26,11 @@ export interface UploadOptions {
    * ever wrong, the registry would refuse the PUT, as it checks the digest itself.
    */
   sourceDigest?: () => Promise<Digest>;
+  /**
+   * Called once for each chunk the registry has acknowledged, with its parts: nothing here reads them again, so their
+   * producer may reuse the memory (compress-arena.ts).
+   */
+  sent?: (parts: Buffer[]) => void;
 }
 
 /** What upload needs from the client (kept narrow so this module does not depend on the class). */
@@ -137,12 +142,14 @@ export async function uploadBlob(
       }
       location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
       offset += lengthOf(chunk);
+      opts.sent?.(chunk);
     }
     const digest: Digest = hash ? `sha256:${hash.digest('hex')}` : await (opts.sourceDigest as () => Promise<Digest>)();
     if (opts.expectedDigest && opts.expectedDigest !== digest)
       throw new InputError(`The blob's digest is ${digest}, but its source states ${opts.expectedDigest}`);
     const size = offset + (last ? lengthOf(last) : 0);
     await commit(host, repo, scopes, { location, digest, size, last }, reread);
+    if (last) opts.sent?.(last);
     return { digest, size };
   } catch (e) {
     // Best effort: close the session now instead of leaving it to the registry's purge.
