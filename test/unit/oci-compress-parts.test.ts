@@ -29,6 +29,19 @@ describe('incompressible runs', () => {
     expect(entropyRuns(noise(1000, 4))).toEqual([{ start: 0, end: 1000, stored: false }]);
   });
 
+  it('judges a block the same wherever it lies in memory (samples are read by word when aligned)', () => {
+    // Parts of every kind, including ones near the threshold (mostly noise with a little text mixed in).
+    const mixed = (seed: number) => noise(PART, seed).map((b, i) => (i % 97 === 0 ? 0x20 : b));
+    const block = Buffer.concat([text(PART, 1), noise(PART, 2), mixed(3), text(PART / 2, 4), mixed(5), noise(PART, 6)]);
+    const runs = entropyRuns(block);
+    expect(runs.length).toBeGreaterThan(2);
+    for (const shift of [1, 2, 3, 4]) {
+      const moved = Buffer.alloc(block.length + shift).fill(0xee);
+      block.copy(moved, shift);
+      expect(entropyRuns(moved.subarray(shift))).toEqual(runs);
+    }
+  });
+
   it('stores them as members of their own inside a block; gzip reads the whole and digests stay stable', async () => {
     const raw = Buffer.concat([text(4 * PART, 5), noise(4 * PART, 6), text(8 * PART, 7), noise(PART, 8)]);
     const a = await collect(once(raw), { compression: 'gzip', chunkSize: MiB, parallelism: 2 });
