@@ -36650,24 +36650,7 @@ function registryErrorText(reply) {
     return text.replace(/\s+/g, ' ').trim().slice(0, 200);
 }
 
-;// CONCATENATED MODULE: ./src/oci/registry/upload.ts
-/**
- * Streamed blob upload: POST opens a session, PATCH sends fixed-size chunks while the next chunk is being produced
- * (so compression and network overlap), PUT ?digest= closes it, carrying the last, shorter chunk as its body (the
- * OCI distribution spec allows the closing PUT to hold the final chunk; it saves one request per blob, and each
- * request costs the registry more than its bytes do). The digest is of exactly the bytes sent, so the caller's
- * stream can be compressed on the fly. A failed PATCH or PUT asks the registry how far it got (GET on the session
- * -> Range) and resends from there; that works while the missing bytes are inside the chunk held in memory. When it
- * cannot work (the session is gone, or the registry lost bytes from before this chunk) the error says the layer must
- * be re-read: its bytes are gone from memory and only the caller can produce them again.
- */
-
-
-
-const upload_DEFAULT_CHUNK_SIZE = 8 << 20;
-/** The upload cannot continue from memory: retrying means producing the layer's bytes again. */
-class LayerRereadNeeded extends errors_TransientError {
-}
+;// CONCATENATED MODULE: ./src/oci/registry/chunks.ts
 /**
  * Re-slices a stream into groups of buffers of exactly `size` bytes together (the last group shorter), without joining
  * them: only a buffer that straddles two groups is cut, as two views of the same memory.
@@ -36710,6 +36693,27 @@ function partsFrom(parts, from) {
         }
     }
     return out;
+}
+
+;// CONCATENATED MODULE: ./src/oci/registry/upload.ts
+/**
+ * Streamed blob upload: POST opens a session, PATCH sends fixed-size chunks while the next chunk is being produced
+ * (so compression and network overlap), PUT ?digest= closes it, carrying the last, shorter chunk as its body (the
+ * OCI distribution spec allows the closing PUT to hold the final chunk; it saves one request per blob, and each
+ * request costs the registry more than its bytes do). The digest is of exactly the bytes sent, so the caller's
+ * stream can be compressed on the fly. A failed PATCH or PUT asks the registry how far it got (GET on the session
+ * -> Range) and resends from there; that works while the missing bytes are inside the chunk held in memory. When it
+ * cannot work (the session is gone, or the registry lost bytes from before this chunk) the error says the layer must
+ * be re-read: its bytes are gone from memory and only the caller can produce them again.
+ */
+
+
+
+
+
+const upload_DEFAULT_CHUNK_SIZE = 8 << 20;
+/** The upload cannot continue from memory: retrying means producing the layer's bytes again. */
+class LayerRereadNeeded extends errors_TransientError {
 }
 /** Range: `0-N` is the last byte held; distribution says `0-0` for an empty upload too. */
 function bytesHeld(reply) {
@@ -36778,28 +36782,37 @@ function sessionUrl(reply, base) {
         throw new Error(`The registry answered ${reply.status} without a Location for the upload session`);
     return new URL(location, base);
 }
+/** One PATCH of the chunk from byte `sent` of it on; the session URL on success. */
+async function patch(host, repo, scopes, location, chunk, range, reread) {
+    const { start, sent, end } = range;
+    const reply = await host.callOnce({
+        method: 'PATCH',
+        url: location,
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
+        body: sent ? partsFrom(chunk, sent) : chunk,
+        scopes,
+    });
+    if (reply.status === 202 || reply.status === 204)
+        return sessionUrl(reply, location);
+    if (reply.status === 404 || reply.status === 416)
+        throw reread(`the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`);
+    throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+}
+/**
+ * Sends a chunk, resuming from the registry's Range after a failure. `failed`: the chunk's first try went out another
+ * way (as the closing PUT's body) and failed, so this begins by asking how far it got.
+ */
 async function sendChunk(host, repo, scopes, location, chunk, start, reread, failed) {
     const end = start + lengthOf(chunk) - 1;
     let sent = 0;
-    // `failed`: the chunk's first try went out another way (the closing PUT) and failed; begin by asking how far it got.
+    let pending = failed;
     for (let attempt = 0;; attempt++) {
         let failure;
-        if (attempt === 0 && failed)
-            failure = failed;
+        if (pending)
+            [failure, pending] = [pending, undefined];
         else {
             try {
-                const reply = await host.callOnce({
-                    method: 'PATCH',
-                    url: location,
-                    headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
-                    body: sent ? partsFrom(chunk, sent) : chunk,
-                    scopes,
-                });
-                if (reply.status === 202 || reply.status === 204)
-                    return sessionUrl(reply, location);
-                if (reply.status === 404 || reply.status === 416)
-                    throw reread(`the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`);
-                throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+                return await patch(host, repo, scopes, location, chunk, { start, sent, end }, reread);
             }
             catch (e) {
                 if (!(e instanceof errors_TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)

@@ -14,6 +14,9 @@ import type { Digest } from '../types.js';
 import type { Call } from './client.js';
 import type { Reply } from './transport.js';
 import { RetryBudgetExhausted, header, registryErrorText } from './transport.js';
+import { chunkGroups, lengthOf, partsFrom, type ByteSource } from './chunks.js';
+
+export { fixedChunks, type ByteSource } from './chunks.js';
 
 export interface UploadOptions {
   /** Bytes per PATCH (default 8 MiB; at most two chunks per upload are in memory). */
@@ -48,54 +51,8 @@ export interface UploadHost {
 
 export const DEFAULT_CHUNK_SIZE = 8 << 20;
 
-/** A stream of bytes; a plain array of Buffers works for small blobs already in memory (configs). */
-export type ByteSource = AsyncIterable<Buffer> | Iterable<Buffer>;
-
 /** The upload cannot continue from memory: retrying means producing the layer's bytes again. */
 export class LayerRereadNeeded extends TransientError {}
-
-/**
- * Re-slices a stream into groups of buffers of exactly `size` bytes together (the last group shorter), without joining
- * them: only a buffer that straddles two groups is cut, as two views of the same memory.
- */
-export async function* chunkGroups(source: ByteSource, size: number): AsyncGenerator<Buffer[]> {
-  let parts: Buffer[] = [];
-  let held = 0;
-  for await (let piece of source) {
-    while (piece.length > 0) {
-      const take = Math.min(piece.length, size - held);
-      parts.push(take === piece.length ? piece : piece.subarray(0, take));
-      held += take;
-      piece = piece.subarray(take);
-      if (held < size) continue;
-      yield parts;
-      parts = [];
-      held = 0;
-    }
-  }
-  if (held) yield parts;
-}
-
-/** Re-slices a stream into chunks of exactly `size` bytes (the last one shorter). */
-export async function* fixedChunks(source: ByteSource, size: number): AsyncGenerator<Buffer> {
-  for await (const g of chunkGroups(source, size)) yield g.length === 1 ? (g[0] as Buffer) : Buffer.concat(g);
-}
-
-const lengthOf = (parts: Buffer[]): number => parts.reduce((n, b) => n + b.length, 0);
-
-/** The parts from byte `from` on, as views of the same memory. */
-function partsFrom(parts: Buffer[], from: number): Buffer[] {
-  const out: Buffer[] = [];
-  let skip = from;
-  for (const p of parts) {
-    if (skip >= p.length) skip -= p.length;
-    else {
-      out.push(skip ? p.subarray(skip) : p);
-      skip = 0;
-    }
-  }
-  return out;
-}
 
 /** Range: `0-N` is the last byte held; distribution says `0-0` for an empty upload too. */
 function bytesHeld(reply: Reply): number {
@@ -166,6 +123,34 @@ function sessionUrl(reply: Reply, base: URL): URL {
   return new URL(location, base);
 }
 
+/** One PATCH of the chunk from byte `sent` of it on; the session URL on success. */
+async function patch(
+  host: UploadHost,
+  repo: string,
+  scopes: string[],
+  location: URL,
+  chunk: Buffer[],
+  range: { start: number; sent: number; end: number },
+  reread: (why: string) => LayerRereadNeeded,
+): Promise<URL> {
+  const { start, sent, end } = range;
+  const reply = await host.callOnce({
+    method: 'PATCH',
+    url: location,
+    headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
+    body: sent ? partsFrom(chunk, sent) : chunk,
+    scopes,
+  });
+  if (reply.status === 202 || reply.status === 204) return sessionUrl(reply, location);
+  if (reply.status === 404 || reply.status === 416)
+    throw reread(`the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`);
+  throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+}
+
+/**
+ * Sends a chunk, resuming from the registry's Range after a failure. `failed`: the chunk's first try went out another
+ * way (as the closing PUT's body) and failed, so this begins by asking how far it got.
+ */
 async function sendChunk(
   host: UploadHost,
   repo: string,
@@ -178,25 +163,13 @@ async function sendChunk(
 ): Promise<URL> {
   const end = start + lengthOf(chunk) - 1;
   let sent = 0;
-  // `failed`: the chunk's first try went out another way (the closing PUT) and failed; begin by asking how far it got.
+  let pending = failed;
   for (let attempt = 0; ; attempt++) {
     let failure: TransientError;
-    if (attempt === 0 && failed) failure = failed;
+    if (pending) [failure, pending] = [pending, undefined];
     else {
       try {
-        const reply = await host.callOnce({
-          method: 'PATCH',
-          url: location,
-          headers: { 'content-type': 'application/octet-stream', 'content-range': `${start + sent}-${end}` },
-          body: sent ? partsFrom(chunk, sent) : chunk,
-          scopes,
-        });
-        if (reply.status === 202 || reply.status === 204) return sessionUrl(reply, location);
-        if (reply.status === 404 || reply.status === 416)
-          throw reread(
-            `the registry answered ${reply.status} to bytes ${start + sent}-${end}: ${registryErrorText(reply)}`,
-          );
-        throw host.unexpected(reply, 'PATCH of a blob chunk', repo);
+        return await patch(host, repo, scopes, location, chunk, { start, sent, end }, reread);
       } catch (e) {
         if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted || e instanceof LayerRereadNeeded)
           throw e;
