@@ -332,6 +332,21 @@ describe('faults between client and registry', () => {
     expect(sha256(await c.getBlob('f/put-cut', up.digest, 1 << 20))).toBe(sha256(data));
   });
 
+  it('sends the last chunk as a PATCH when the registry refuses it on the closing PUT', async () => {
+    const c = client({ registry: proxy.host });
+    const refuse = proxy.addRule({
+      method: 'PUT',
+      path: /\/blobs\/uploads\//,
+      times: 1,
+      action: { status: 400, body: '{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"injected: no body here"}]}' },
+    });
+    const data = randomBytes(600 * KiB);
+    const up = await c.uploadBlob('f/put-refused', pieces(data), { chunkSize: 256 * KiB });
+    expect(refuse.hits).toBe(1);
+    expect(uploadRequests(3)).toEqual(['PUT 524288-614399', 'PATCH 524288-614399', 'PUT']);
+    expect(sha256(await c.getBlob('f/put-refused', up.digest, 1 << 20))).toBe(sha256(data));
+  });
+
   it('takes a closing PUT whose answer was lost as done when the blob is there', async () => {
     const c = client({ registry: proxy.host, retry: { baseMs: 1 } });
     proxy.addRule({ method: 'PUT', times: 1, action: { dropResponse: true } });

@@ -207,6 +207,48 @@ interface Closing {
   last?: Buffer[];
 }
 
+/**
+ * The closing PUT with the last chunk as its body. Its reply, or: the session's URL once the chunk went another way
+ * (a PATCH, resumed from the registry's Range) and a PUT without a body must close the session; or 'there' when
+ * the blob turned out to be committed already.
+ */
+async function closeWithLast(
+  host: UploadHost,
+  repo: string,
+  scopes: string[],
+  c: { location: URL; url: URL; digest: Digest; size: number; last: Buffer[]; start: number },
+  reread: (why: string) => LayerRereadNeeded,
+): Promise<Reply | URL | 'there'> {
+  let reply: Reply;
+  try {
+    reply = await host.callOnce({
+      method: 'PUT',
+      url: c.url,
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `${c.start}-${c.size - 1}` },
+      body: c.last,
+      scopes,
+    });
+  } catch (e) {
+    if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted) throw e;
+    // Where the body went is unknown: the chunk path asks the registry and resends what it lacks.
+    try {
+      return await sendChunk(host, repo, scopes, c.location, c.last, c.start, reread, e);
+    } catch (lost) {
+      // The PUT may have gone through with only its answer lost: the session is gone then, and the blob is there.
+      if (lost instanceof LayerRereadNeeded && (await host.hasBlob(repo, c.digest).catch(() => undefined)) === c.size)
+        return 'there';
+      throw lost;
+    }
+  }
+  // A registry that takes no body on the closing PUT: the chunk goes as a PATCH instead. A refused digest is reported
+  // as such (commit).
+  if ((reply.status !== 400 && reply.status !== 416) || /DIGEST_INVALID/.test(registryErrorText(reply))) return reply;
+  host.debug(
+    `${reply.status} to the last chunk on the closing PUT (${registryErrorText(reply)}): sending it as a PATCH`,
+  );
+  return sendChunk(host, repo, scopes, c.location, c.last, c.start, reread);
+}
+
 async function commit(
   host: UploadHost,
   repo: string,
@@ -220,29 +262,10 @@ async function commit(
   let reply: Reply;
   if (last) {
     const start = size - lengthOf(last);
-    try {
-      reply = await host.callOnce({
-        method: 'PUT',
-        url,
-        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${size - 1}` },
-        body: last,
-        scopes,
-      });
-    } catch (e) {
-      if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted) throw e;
-      // Where the body went is unknown: the chunk path asks the registry and resends what it lacks; then a PUT
-      // without a body closes the session.
-      let at: URL;
-      try {
-        at = await sendChunk(host, repo, scopes, location, last, start, reread, e);
-      } catch (lost) {
-        // The PUT may have gone through with only its answer lost: the session is gone then, and the blob is there.
-        if (lost instanceof LayerRereadNeeded && (await host.hasBlob(repo, digest).catch(() => undefined)) === size)
-          return;
-        throw lost;
-      }
-      return commit(host, repo, scopes, { location: at, digest, size }, reread);
-    }
+    const sent = await closeWithLast(host, repo, scopes, { location, url, digest, size, last, start }, reread);
+    if (sent instanceof URL) return commit(host, repo, scopes, { location: sent, digest, size }, reread);
+    if (sent === 'there') return;
+    reply = sent;
   } else {
     try {
       reply = await host.call({ method: 'PUT', url, scopes });
