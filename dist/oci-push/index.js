@@ -36750,12 +36750,13 @@ async function uploadBlob(host, repo, scopes, chunks, opts) {
             if (hash)
                 for (const part of chunk)
                     hash.update(part);
-            if (lengthOf(chunk) < chunkSize) {
+            const n = lengthOf(chunk);
+            if (n < chunkSize) {
                 last = chunk;
                 break;
             }
             location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
-            offset += lengthOf(chunk);
+            offset += n;
             opts.sent?.(chunk);
         }
         const digest = hash ? `sha256:${hash.digest('hex')}` : await opts.sourceDigest();
@@ -36852,12 +36853,13 @@ async function sendChunk(host, repo, scopes, location, chunk, start, reread, fai
  * the blob turned out to be committed already.
  */
 async function closeWithLast(host, repo, scopes, c, reread) {
+    const start = c.size - lengthOf(c.last);
     let reply;
     try {
         reply = await host.callOnce({
             method: 'PUT',
-            url: c.url,
-            headers: { 'content-type': 'application/octet-stream', 'content-range': `${c.start}-${c.size - 1}` },
+            url: withDigest(c.location, c.digest),
+            headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${c.size - 1}` },
             body: c.last,
             scopes,
         });
@@ -36867,7 +36869,7 @@ async function closeWithLast(host, repo, scopes, c, reread) {
             throw e;
         // Where the body went is unknown: the chunk path asks the registry and resends what it lacks.
         try {
-            return await sendChunk(host, repo, scopes, c.location, c.last, c.start, reread, e);
+            return await sendChunk(host, repo, scopes, c.location, c.last, start, reread, e);
         }
         catch (lost) {
             // The PUT may have gone through with only its answer lost: the session is gone then, and the blob is there.
@@ -36881,16 +36883,18 @@ async function closeWithLast(host, repo, scopes, c, reread) {
     if ((reply.status !== 400 && reply.status !== 416) || /DIGEST_INVALID/.test(registryErrorText(reply)))
         return reply;
     host.debug(`${reply.status} to the last chunk on the closing PUT (${registryErrorText(reply)}): sending it as a PATCH`);
-    return sendChunk(host, repo, scopes, c.location, c.last, c.start, reread);
+    return sendChunk(host, repo, scopes, c.location, c.last, start, reread);
+}
+/** The session URL with `digest=` added to its own query (signed state), as the closing PUT needs it. */
+function withDigest(location, digest) {
+    const url = new URL(location.href);
+    url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
+    return url;
 }
 async function commit(host, repo, scopes, { location, digest, size, last }, reread) {
-    const url = new URL(location.href);
-    // Keep the session's own query (signed state) and add the digest to it.
-    url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
     let reply;
     if (last) {
-        const start = size - lengthOf(last);
-        const sent = await closeWithLast(host, repo, scopes, { location, url, digest, size, last, start }, reread);
+        const sent = await closeWithLast(host, repo, scopes, { location, digest, size, last }, reread);
         if (sent instanceof URL)
             return commit(host, repo, scopes, { location: sent, digest, size }, reread);
         if (sent === 'there')
@@ -36899,7 +36903,7 @@ async function commit(host, repo, scopes, { location, digest, size, last }, rere
     }
     else {
         try {
-            reply = await host.call({ method: 'PUT', url, scopes });
+            reply = await host.call({ method: 'PUT', url: withDigest(location, digest), scopes });
         }
         catch (e) {
             if (e instanceof errors_TransientError && !(e instanceof RetryBudgetExhausted))

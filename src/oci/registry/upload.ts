@@ -93,12 +93,13 @@ export async function uploadBlob(
       next = it.next();
       next.catch(() => undefined);
       if (hash) for (const part of chunk) hash.update(part);
-      if (lengthOf(chunk) < chunkSize) {
+      const n = lengthOf(chunk);
+      if (n < chunkSize) {
         last = chunk;
         break;
       }
       location = await sendChunk(host, repo, scopes, location, chunk, offset, reread);
-      offset += lengthOf(chunk);
+      offset += n;
       opts.sent?.(chunk);
     }
     const digest: Digest = hash ? `sha256:${hash.digest('hex')}` : await (opts.sourceDigest as () => Promise<Digest>)();
@@ -216,15 +217,16 @@ async function closeWithLast(
   host: UploadHost,
   repo: string,
   scopes: string[],
-  c: { location: URL; url: URL; digest: Digest; size: number; last: Buffer[]; start: number },
+  c: Required<Closing>,
   reread: (why: string) => LayerRereadNeeded,
 ): Promise<Reply | URL | 'there'> {
+  const start = c.size - lengthOf(c.last);
   let reply: Reply;
   try {
     reply = await host.callOnce({
       method: 'PUT',
-      url: c.url,
-      headers: { 'content-type': 'application/octet-stream', 'content-range': `${c.start}-${c.size - 1}` },
+      url: withDigest(c.location, c.digest),
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${c.size - 1}` },
       body: c.last,
       scopes,
     });
@@ -232,7 +234,7 @@ async function closeWithLast(
     if (!(e instanceof TransientError) || e instanceof RetryBudgetExhausted) throw e;
     // Where the body went is unknown: the chunk path asks the registry and resends what it lacks.
     try {
-      return await sendChunk(host, repo, scopes, c.location, c.last, c.start, reread, e);
+      return await sendChunk(host, repo, scopes, c.location, c.last, start, reread, e);
     } catch (lost) {
       // The PUT may have gone through with only its answer lost: the session is gone then, and the blob is there.
       if (lost instanceof LayerRereadNeeded && (await host.hasBlob(repo, c.digest).catch(() => undefined)) === c.size)
@@ -246,7 +248,14 @@ async function closeWithLast(
   host.debug(
     `${reply.status} to the last chunk on the closing PUT (${registryErrorText(reply)}): sending it as a PATCH`,
   );
-  return sendChunk(host, repo, scopes, c.location, c.last, c.start, reread);
+  return sendChunk(host, repo, scopes, c.location, c.last, start, reread);
+}
+
+/** The session URL with `digest=` added to its own query (signed state), as the closing PUT needs it. */
+function withDigest(location: URL, digest: Digest): URL {
+  const url = new URL(location.href);
+  url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
+  return url;
 }
 
 async function commit(
@@ -256,19 +265,15 @@ async function commit(
   { location, digest, size, last }: Closing,
   reread: (why: string) => LayerRereadNeeded,
 ): Promise<void> {
-  const url = new URL(location.href);
-  // Keep the session's own query (signed state) and add the digest to it.
-  url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
   let reply: Reply;
   if (last) {
-    const start = size - lengthOf(last);
-    const sent = await closeWithLast(host, repo, scopes, { location, url, digest, size, last, start }, reread);
+    const sent = await closeWithLast(host, repo, scopes, { location, digest, size, last }, reread);
     if (sent instanceof URL) return commit(host, repo, scopes, { location: sent, digest, size }, reread);
     if (sent === 'there') return;
     reply = sent;
   } else {
     try {
-      reply = await host.call({ method: 'PUT', url, scopes });
+      reply = await host.call({ method: 'PUT', url: withDigest(location, digest), scopes });
     } catch (e) {
       if (e instanceof TransientError && !(e instanceof RetryBudgetExhausted)) throw reread(errorMessage(e));
       throw e;
