@@ -5,6 +5,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const PACKAGE = /^(.*\/node_modules\/(?:@[^/]+\/)?[^/]+)\//;
+const ROOT = new URL('..', import.meta.url).pathname;
+// Code vendored outside node_modules, listed when the module that carries it is in a bundle.
+const VENDORED = [
+  { module: '/src/oci/deflate-wasm.ts', dir: 'vendor/libdeflate', name: 'libdeflate', version: '1.23', license: 'MIT' },
+];
 
 /** Every module path in the stats, nested concatenated modules included. */
 function modulePaths(modules, out = []) {
@@ -41,6 +46,9 @@ export function licensesFromStats(statsFile) {
     if (m) dirs.add(m[1]);
   }
   const entries = new Map();
+  for (const v of VENDORED)
+    if (modulePaths(stats.modules).some((p) => p.endsWith(v.module)))
+      entries.set(v.name, { ...v, text: licenseText(join(ROOT, v.dir)) });
   for (const dir of dirs) {
     const file = join(dir, 'package.json');
     if (!existsSync(file)) continue;

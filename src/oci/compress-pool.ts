@@ -1,6 +1,6 @@
 /**
  * Concurrency limits for the layer pipeline (compress.ts): a small semaphore, and the pool that caps compressions in
- * flight across every layer of a push, so parallel uploads do not multiply the jobs queued on the libuv threadpool.
+ * flight across every layer of a push, so parallel uploads do not multiply the jobs queued for the compression threads.
  */
 import { availableParallelism } from 'node:os';
 import { MemberArenas } from './compress-arena.js';
@@ -48,7 +48,8 @@ export class BufferPool {
   /** `keep`: buffers kept per size; more may be out at once, the extra ones are simply dropped on return. */
   constructor(private readonly keep: number) {}
   take(size: number): Buffer {
-    return this.free.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+    // Shared memory: the deflate workers read a block where it is instead of getting a copy (deflate-workers.ts).
+    return this.free.get(size)?.pop() ?? Buffer.from(new SharedArrayBuffer(size));
   }
   /** Buffers of this size kept for reuse now. */
   idle(size: number): number {
@@ -62,11 +63,11 @@ export class BufferPool {
 }
 
 /**
- * Cores + 2, at most 16: a finished block needs the main thread (hashing, the next read) before its worker gets
- * another, so with exactly one job per core the cores idle in between. Measured on 2 cores, gzip -1, 1 MiB blocks:
- * 1.4x one core with 2 jobs, 1.8x with 4. Only as many run at once as the libuv threadpool has threads
- * (UV_THREADPOOL_SIZE: 4 unless the entry point raises it before the pool first starts); the cap bounds memory on
- * big machines, where each job holds a block.
+ * Cores + 2, at most 16: a finished block needs the main thread (hashing, the next read) before its thread gets
+ * another, so with exactly one job per core the cores idle in between; the extra jobs wait in line at the deflate
+ * workers (one per core, deflate-workers.ts) or the libuv threadpool (zstd). Measured on 2 cores, 1 MiB blocks, with
+ * zlib's gzip -1: 1.4x one core with 2 jobs, 1.8x with 4. The cap bounds memory on big machines, where each job holds
+ * a block.
  */
 export function defaultParallelism(): number {
   return Math.min(availableParallelism() + 2, 16);
@@ -77,8 +78,8 @@ export class CompressionPool extends Semaphore {
   /** Raw block buffers shared by the layers in flight (each holds up to its parallelism + 1 blocks). */
   readonly buffers: BufferPool;
   /**
-   * Where stored members are written. Their consumer hands them back (`members.giveBack`) once done with them; see
-   * compress-arena.ts.
+   * Where gzip members are written, a lane per layer. Their consumer hands them back (`members.giveBack`) once done
+   * with them; see compress-arena.ts.
    */
   readonly members = new MemberArenas();
   constructor(readonly size = defaultParallelism()) {

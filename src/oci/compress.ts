@@ -3,7 +3,7 @@
  * and hand the compressed chunks to the uploader as they are produced, with no temporary file and bounded memory.
  *
  * To use every core on one layer, the raw stream is cut into fixed-size blocks (1 MiB by default, compress-blocks.ts)
- * that are compressed independently and concurrently on the libuv threadpool, then emitted in order as concatenated
+ * that are compressed independently and concurrently on other threads, then emitted in order as concatenated
  * gzip members / zstd frames (compress-codec.ts). Block boundaries depend only on the bytes and `chunkSize`, never on
  * how the source happened to chunk its reads, so the same layer and options give the same digest on every run. Each
  * byte is hashed once on each side: the raw bytes as they are read, the compressed ones as they are handed over (the
@@ -114,7 +114,10 @@ export function compressLayer(raw: AsyncIterable<Buffer> | RawRange, opts: Compr
   const compressed = new Promise<void>((resolve) => (settle.compressed = resolve));
   // A consumer that stops early usually has its own error to report; this keeps `result` from being unhandled.
   result.catch(() => undefined);
-  const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level, opts.pool?.members);
+  // This layer's own arenas (compress-arena.ts), done with once its last block is compressed.
+  const lane = opts.compression === 'gzip' ? opts.pool?.members.lane() : undefined;
+  if (lane) void compressed.then(() => lane.close());
+  const codec = opts.compression === 'none' ? undefined : blockCodec(opts.compression, level, lane);
   let iterated = false;
   const chunks: AsyncIterable<Buffer> = {
     [Symbol.asyncIterator]() {

@@ -1,7 +1,7 @@
-// Stored gzip members are written into reusable arenas (src/oci/compress-arena.ts): an arena is written again only
-// once every byte lent from it has been handed back, and a layer compressed after the previous one was handed back
-// allocates none. The real upload path (bytes handed back once a registry acknowledged them) is in
-// test/integration/oci-registry.test.ts.
+// gzip members are written into reusable arenas (src/oci/compress-arena.ts), each layer into its own: an arena is
+// written again only once every byte lent from it has been handed back and its layer writes no more, and a layer
+// compressed after the previous one was handed back allocates none. The real upload path (bytes handed back once a
+// registry acknowledged them) is in test/integration/oci-registry.test.ts.
 import { describe, expect, it } from '@jest/globals';
 import { ARENA, MemberArenas } from '../../src/oci/compress-arena.js';
 import { CompressionPool, compressLayer } from '../../src/oci/compress.js';
@@ -45,6 +45,30 @@ describe('MemberArenas', () => {
     const again = [arenas.take(ARENA), arenas.take(ARENA)];
     expect(lent.map((x) => x.buffer)).toContain(again[0]!.buffer);
     expect(arenas.allocated).toBe(5);
+  });
+});
+
+describe('MemberArenas lanes', () => {
+  it("keep each layer's members in arenas of its own, reused once the layer is done and its bytes are back", () => {
+    const arenas = new MemberArenas();
+    const a = arenas.lane();
+    const b = arenas.lane();
+    // Interleaved, as two layers compressing at once write them.
+    const a1 = a.take(1000);
+    const b1 = b.take(1000);
+    const a2 = a.take(2000);
+    expect(a2.buffer).toBe(a1.buffer);
+    expect(b1.buffer).not.toBe(a1.buffer);
+    expect(arenas.allocated).toBe(2);
+    // All of a's bytes are back, but a is still writing: its arena is not handed to anyone else...
+    arenas.giveBack([a1, a2]);
+    expect(b.take(ARENA - 1000).buffer).toBe(b1.buffer);
+    expect(arenas.lane().take(10).buffer).not.toBe(a1.buffer);
+    expect(arenas.allocated).toBe(3);
+    // ...until a is closed.
+    a.close();
+    expect(arenas.lane().take(10).buffer).toBe(a1.buffer);
+    expect(arenas.allocated).toBe(3);
   });
 });
 

@@ -24,11 +24,9 @@ describe('compressLayer output is read by real decompressors', () => {
     for (const m of all) expect([...m.subarray(0, 4)]).toEqual([0x1f, 0x8b, 8, 0]);
     // The OS byte is pinned, so a layer's digest does not depend on the runner's OS.
     for (const m of all) expect(m[9]).toBe(3);
-    // Reused zlib streams (reset between members) write what a fresh stream writes.
+    // Each member holds its own block: what zlib reads from it alone, with the CRC-32 and size zlib checks.
     all.forEach((m, i) => {
-      const fresh = zlib.gzipSync(raw.subarray(i * 64 * KiB, (i + 1) * 64 * KiB), { level: 1, memLevel: 9 });
-      fresh[9] = 3;
-      expect(m.equals(fresh)).toBe(true);
+      expect(zlib.gunzipSync(m).equals(raw.subarray(i * 64 * KiB, (i + 1) * 64 * KiB))).toBe(true);
     });
     tool('gzip', ['-t'], out);
     expect(tool('gzip', ['-dc'], out).equals(raw)).toBe(true);
