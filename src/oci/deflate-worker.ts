@@ -3,9 +3,9 @@
  * uses nothing but its parameters and globals: no imports at run time, no helpers from other modules, nothing
  * TypeScript would have to emit code for.
  *
- * Each message asks for one complete gzip member of `length` bytes at `offset` in `input` (a SharedArrayBuffer the
- * main thread keeps, such as a pooled block read in place, or an ArrayBuffer it handed over), to be written at the
- * start of `output`, a SharedArrayBuffer the main thread lends for it. The reply gives the member's size.
+ * Each message asks for one complete gzip member of `length` bytes at `offset` in `input`, to be written at the start
+ * of `output`: shared memory the main thread keeps (a pooled block read in place, a copy, memory lent for the output).
+ * The reply gives the member's size.
  */
 import type * as Threads from 'node:worker_threads';
 import type * as Zlib from 'node:zlib';
@@ -21,7 +21,7 @@ export interface DeflateExports {
 
 export interface DeflateJob {
   id: number;
-  input: SharedArrayBuffer | ArrayBuffer;
+  input: SharedArrayBuffer;
   offset: number;
   length: number;
   level: number;

@@ -7,8 +7,8 @@
  * bytes are the same on every platform: no CPU-specific code path decides them.
  *
  * WebAssembly runs on the thread that calls it, so the compression runs on one worker per core. Blocks read into
- * pooled SharedArrayBuffers (compress-pool.ts) are read by the worker in place; any other bytes are copied once and
- * handed over. Workers start on first use, hold the process open only while they have work, and stay for the next
+ * pooled SharedArrayBuffers (compress-pool.ts) are read by the worker in place; any other bytes are copied once into
+ * shared memory kept for it. Workers start on first use, hold the process open only while they have work, and stay for the next
  * push in the same process. (Starting them before the registry lookup gained nothing measurable on a first push and
  * would cost a re-push that compresses nothing two threads' start-up.)
  */
@@ -28,13 +28,13 @@ interface Slot {
 }
 
 /**
- * Room for the member of `n` bytes: libdeflate's bound (n plus 5 bytes per 5000, deflate_compress.c) and the gzip
- * header and trailer, rounded so that parts of about the same size share a landing size.
+ * Room for the member of `n` bytes: libdeflate's bound (n plus 5 bytes per 5000 begun, deflate_compress.c) and the
+ * 18 bytes of gzip header and trailer, with some to spare.
  */
 export const memberRoom = (n: number): number => n + (n >> 9) + 64;
 
-/** Output memory is lent in sizes of at least this part's: the usual 1 MiB blocks then share one size. */
-const LANDING_MIN = 1 << 20;
+/** Memory is lent in sizes of at least this part's: the usual 1 MiB blocks and their runs then share one size. */
+const LEND_MIN = 1 << 20;
 
 /**
  * At most this many workers, whatever the core count: each costs about 12 MiB of RSS (a Node isolate of its own) and
@@ -46,8 +46,8 @@ export class DeflateWorkers {
   private readonly slots: Slot[] = [];
   private module: WebAssembly.Module | undefined;
   private nextId = 0;
-  /** Shared memory for the workers' output, by size: reused, a few per worker. */
-  private readonly landings = new Map<number, SharedArrayBuffer[]>();
+  /** Shared memory for the workers' input and output, by size: reused, a few per worker. */
+  private readonly spare = new Map<number, SharedArrayBuffer[]>();
 
   constructor(private readonly size = Math.min(availableParallelism(), MAX_WORKERS)) {}
 
@@ -60,40 +60,50 @@ export class DeflateWorkers {
     level: number,
     into: (size: number) => Buffer = (n) => Buffer.allocUnsafe(n),
   ): Promise<Buffer> {
-    let input: SharedArrayBuffer | ArrayBuffer = part.buffer;
-    let offset = part.byteOffset;
-    const transfer: ArrayBuffer[] = [];
-    if (!(input instanceof SharedArrayBuffer)) {
-      // Not shareable: a copy goes to the worker instead (structured cloning would copy the whole underlying buffer).
-      const copy = new ArrayBuffer(part.length);
-      new Uint8Array(copy).set(part);
-      input = copy;
-      offset = 0;
-      transfer.push(copy);
-    }
+    // Any other bytes are first copied into shared memory kept here: handing the worker a fresh buffer instead would
+    // leave it holding each one until its own, rare, garbage collections.
+    const shared = part.buffer instanceof SharedArrayBuffer;
+    const staged = shared ? undefined : this.borrow(Math.max(part.length, LEND_MIN));
+    if (staged) new Uint8Array(staged, 0, part.length).set(part);
     // The worker writes the member into shared memory lent for the job, and it is copied from there into `into`'s
     // buffer: members then end up packed where the caller wants them (reusable arenas), and neither thread allocates
     // a buffer per member.
-    const room = memberRoom(Math.max(part.length, LANDING_MIN));
-    const output = this.landings.get(room)?.pop() ?? new SharedArrayBuffer(room);
+    const output = this.borrow(memberRoom(Math.max(part.length, LEND_MIN)));
     try {
-      const size = await this.run({ id: this.nextId++, input, offset, length: part.length, level, output }, transfer);
+      const size = await this.run({
+        id: this.nextId++,
+        input: staged ?? (part.buffer as SharedArrayBuffer),
+        offset: staged ? 0 : part.byteOffset,
+        length: part.length,
+        level,
+        output,
+      });
       const out = into(size);
       out.set(new Uint8Array(output, 0, size));
       return out;
     } finally {
-      const list = this.landings.get(room) ?? [];
-      this.landings.set(room, list);
-      if (list.length < 2 * this.size) list.push(output);
+      // The job is over either way: its worker answered, or is gone.
+      this.giveBack(output);
+      if (staged) this.giveBack(staged);
     }
   }
 
-  private run(job: DeflateJob, transfer: ArrayBuffer[]): Promise<number> {
+  private borrow(size: number): SharedArrayBuffer {
+    return this.spare.get(size)?.pop() ?? new SharedArrayBuffer(size);
+  }
+
+  private giveBack(memory: SharedArrayBuffer): void {
+    const list = this.spare.get(memory.byteLength) ?? [];
+    this.spare.set(memory.byteLength, list);
+    if (list.length < 2 * this.size) list.push(memory);
+  }
+
+  private run(job: DeflateJob): Promise<number> {
     const slot = this.pick();
     return new Promise<number>((resolve, reject) => {
       if (slot.jobs.size === 0) slot.worker.ref();
       slot.jobs.set(job.id, { resolve, reject });
-      slot.worker.postMessage(job, transfer);
+      slot.worker.postMessage(job);
     });
   }
 
