@@ -33744,6 +33744,200 @@ async function pushIndex(p, inputs, registries) {
 var external_node_zlib_ = __nccwpck_require__(8522);
 // EXTERNAL MODULE: external "node:worker_threads"
 var external_node_worker_threads_ = __nccwpck_require__(5919);
+;// CONCATENATED MODULE: ./src/oci/compress-arena.ts
+/**
+ * Reusable memory for a push's gzip members (compress-deflaters.ts). Written into fresh buffers, the members were most
+ * of the garbage a push made: V8 ran a full collection (marking on its background threads, then freeing) every few
+ * dozen MiB of it, the pages of each fresh buffer were faulted in again, and the peak RSS held whatever garbage the
+ * last collection had not reached yet.
+ *
+ * Members are packed one after the other into arenas of ARENA bytes, each layer into arenas of its own (a lane): the
+ * bytes of one arena then go out in one upload, in order, rather than pinning an arena until the slowest of several
+ * layers' uploads is done. Whoever ends up with the bytes hands them back once nothing will read them again (an
+ * upload: once the registry has acknowledged them), and an arena all of whose bytes came back is reused. Bytes never
+ * handed back are simply collected with their arena, so a consumer that cannot tell when it is done (one stream fed to
+ * several uploads) needs to do nothing; handing bytes back twice, though, would let an arena be overwritten while
+ * still in use, so each must be handed back at most once.
+ */
+/**
+ * Room for two stored members of a whole default-size block (1 MiB and 103 bytes of framing each): the common case
+ * (incompressible files span whole blocks) then wastes no room. Smaller members pack in between.
+ */
+const ARENA = (2 << 20) + 1024;
+class MemberArenas {
+    keep;
+    free = [];
+    lent = new WeakMap();
+    made = 0;
+    /**
+     * `keep`: idle arenas kept for reuse; more may be in use at once, the extra ones are dropped when they come back.
+     * 16 (32 MiB) covers what a push's uploads hold unacknowledged (two 4 MiB chunks each, four at once): with 8, a 2 GB
+     * push allocated 43 arenas and peaked at 185 MiB RSS, with 16 at 163 MiB (24: 159).
+     */
+    constructor(keep = 16) {
+        this.keep = keep;
+    }
+    /** A lane of arenas for one layer. */
+    lane() {
+        let current;
+        return {
+            take: (n) => {
+                if (n > ARENA)
+                    return Buffer.allocUnsafe(n);
+                let a = current;
+                if (!a || a.bytes.length - a.used < n) {
+                    if (a)
+                        this.retire(a);
+                    a = { bytes: this.free.pop() ?? this.make(), used: 0, out: 0, open: true };
+                    this.lent.set(a.bytes.buffer, a);
+                    current = a;
+                }
+                const out = a.bytes.subarray(a.used, a.used + n);
+                a.used += n;
+                a.out += n;
+                return out;
+            },
+            close: () => {
+                if (current)
+                    this.retire(current);
+                current = undefined;
+            },
+        };
+    }
+    /**
+     * The consumer is done with these bytes, which may be any slices of what `take` gave (other buffers are ignored).
+     * Each byte at most once.
+     */
+    giveBack(parts) {
+        for (const p of parts) {
+            const a = this.lent.get(p.buffer);
+            if (!a)
+                continue;
+            a.out -= p.length;
+            if (a.out === 0 && !a.open)
+                this.recycle(a);
+        }
+    }
+    /** Arenas allocated so far (tests check reuse with it). */
+    get allocated() {
+        return this.made;
+    }
+    make() {
+        this.made++;
+        return Buffer.allocUnsafeSlow(ARENA);
+    }
+    /** An arena that takes no more members: reused at once if all its bytes are back, else when the last one is. */
+    retire(a) {
+        a.open = false;
+        if (a.out === 0)
+            this.recycle(a);
+    }
+    recycle(a) {
+        this.lent.delete(a.bytes.buffer);
+        if (this.free.length < this.keep)
+            this.free.push(a.bytes);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/oci/compress-pool.ts
+/**
+ * Concurrency limits for the layer pipeline (compress.ts): a small semaphore, and the pool that caps compressions in
+ * flight across every layer of a push, so parallel uploads do not multiply the jobs queued for the compression threads.
+ */
+
+
+/** A counting semaphore. Waiters are woken in order; `wakeAll` tears down one pipeline's private limits. */
+class Semaphore {
+    free;
+    waiters = [];
+    held = 0;
+    peak = 0;
+    constructor(free) {
+        this.free = free;
+    }
+    async acquire() {
+        while (this.free === 0)
+            await new Promise((r) => this.waiters.push(r));
+        this.free--;
+        this.held++;
+        if (this.held > this.peak)
+            this.peak = this.held;
+    }
+    release() {
+        this.free++;
+        this.held--;
+        this.waiters.shift()?.();
+    }
+    /** Only for a semaphore no one else shares: lets every waiter through so a stopped pipeline can unwind. */
+    wakeAll() {
+        this.free = Number.MAX_SAFE_INTEGER;
+        for (const w of this.waiters.splice(0))
+            w();
+    }
+    /** Permits held now. */
+    get inUse() {
+        return this.held;
+    }
+    /** Most permits ever held at once (tests check limits with it). */
+    get peakHeld() {
+        return this.peak;
+    }
+}
+/**
+ * Raw block buffers kept for reuse. A layer's blocks are copied into these as the source's reads arrive, instead of
+ * into a fresh buffer per block: a push then allocates a few dozen MiB instead of the image's size again, which spared
+ * V8 most of the full collections that external memory triggers (one per ~64 MiB allocated) and the kernel the page
+ * faults of fresh memory. A block is given back once its compression has finished with it.
+ */
+class BufferPool {
+    keep;
+    free = new Map();
+    /** `keep`: buffers kept per size; more may be out at once, the extra ones are simply dropped on return. */
+    constructor(keep) {
+        this.keep = keep;
+    }
+    take(size) {
+        // Shared memory: the deflate workers read a block where it is instead of getting a copy (deflate-workers.ts).
+        return this.free.get(size)?.pop() ?? Buffer.from(new SharedArrayBuffer(size));
+    }
+    /** Buffers of this size kept for reuse now. */
+    idle(size) {
+        return this.free.get(size)?.length ?? 0;
+    }
+    give(buffer) {
+        const list = this.free.get(buffer.length) ?? [];
+        this.free.set(buffer.length, list);
+        if (list.length < this.keep)
+            list.push(buffer);
+    }
+}
+/**
+ * Cores + 2, at most 16: a finished block needs the main thread (hashing, the next read) before its thread gets
+ * another, so with exactly one job per core the cores idle in between; the extra jobs wait in line at the deflate
+ * workers (one per core, deflate-workers.ts) or the libuv threadpool (zstd). Measured on 2 cores, 1 MiB blocks, with
+ * zlib's gzip -1: 1.4x one core with 2 jobs, 1.8x with 4. The cap bounds memory on big machines, where each job holds
+ * a block.
+ */
+function defaultParallelism() {
+    return Math.min((0,external_node_os_namespaceObject.availableParallelism)() + 2, 16);
+}
+/** Shared by the layers of one push: at most `size` blocks compress at once, whichever layers they belong to. */
+class CompressionPool extends Semaphore {
+    size;
+    /** Raw block buffers shared by the layers in flight (each holds up to its parallelism + 1 blocks). */
+    buffers;
+    /**
+     * Where gzip members are written, a lane per layer. Their consumer hands them back (`members.giveBack`) once done
+     * with them; see compress-arena.ts.
+     */
+    members = new MemberArenas();
+    constructor(size = defaultParallelism()) {
+        super(size);
+        this.size = size;
+        this.buffers = new BufferPool(2 * size + 2);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/oci/deflate-wasm.ts
 // Generated by scripts/build-wasm.mjs from wasm/deflate.c and vendor/libdeflate (libdeflate 1.23, MIT); do not edit.
 // 55468 bytes of WebAssembly.
@@ -33830,6 +34024,7 @@ function deflateWorker(threads, zlib) {
 
 
 
+
 /**
  * Room for the member of `n` bytes: libdeflate's bound (n plus 5 bytes per 5000 begun, deflate_compress.c) and the
  * 18 bytes of gzip header and trailer, with some to spare.
@@ -33847,54 +34042,46 @@ class DeflateWorkers {
     slots = [];
     module;
     nextId = 0;
-    /** Shared memory for the workers' input and output, by size: reused, a few per worker. */
-    spare = new Map();
+    /** Shared memory for the workers' input and output (compress-pool.ts), by size: reused, a few per worker. */
+    spare;
     constructor(size = Math.min((0,external_node_os_namespaceObject.availableParallelism)(), MAX_WORKERS)) {
         this.size = size;
+        this.spare = new BufferPool(2 * size);
     }
     /**
      * One complete gzip member holding `part`, compressed at `level` (1-12), in a buffer from `into` (given the member's
      * size; a fresh one by default).
      */
     async member(part, level, into = (n) => Buffer.allocUnsafe(n)) {
-        // Any other bytes are first copied into shared memory kept here: handing the worker a fresh buffer instead would
-        // leave it holding each one until its own, rare, garbage collections.
+        // Bytes that are not in shared memory (pooled blocks are) are first copied into shared memory kept here: handing
+        // the worker a fresh buffer instead would leave it holding each one until its own, rare, garbage collections.
         const shared = part.buffer instanceof SharedArrayBuffer;
-        const staged = shared ? undefined : this.borrow(Math.max(part.length, LEND_MIN));
-        if (staged)
-            new Uint8Array(staged, 0, part.length).set(part);
+        const staged = shared ? undefined : this.spare.take(Math.max(part.length, LEND_MIN));
+        staged?.set(part);
         // The worker writes the member into shared memory lent for the job, and it is copied from there into `into`'s
         // buffer: members then end up packed where the caller wants them (reusable arenas), and neither thread allocates
         // a buffer per member.
-        const output = this.borrow(memberRoom(Math.max(part.length, LEND_MIN)));
+        const output = this.spare.take(memberRoom(Math.max(part.length, LEND_MIN)));
         try {
             const size = await this.run({
                 id: this.nextId++,
-                input: staged ?? part.buffer,
+                // BufferPool's buffers are whole SharedArrayBuffers.
+                input: (staged ?? part).buffer,
                 offset: staged ? 0 : part.byteOffset,
                 length: part.length,
                 level,
-                output,
+                output: output.buffer,
             });
             const out = into(size);
-            out.set(new Uint8Array(output, 0, size));
+            output.copy(out, 0, 0, size);
             return out;
         }
         finally {
             // The job is over either way: its worker answered, or is gone.
-            this.giveBack(output);
+            this.spare.give(output);
             if (staged)
-                this.giveBack(staged);
+                this.spare.give(staged);
         }
-    }
-    borrow(size) {
-        return this.spare.get(size)?.pop() ?? new SharedArrayBuffer(size);
-    }
-    giveBack(memory) {
-        const list = this.spare.get(memory.byteLength) ?? [];
-        this.spare.set(memory.byteLength, list);
-        if (list.length < 2 * this.size)
-            list.push(memory);
     }
     run(job) {
         const slot = this.pick();
@@ -34524,206 +34711,6 @@ class BlockCutter {
     /** Whether the stream has ended and every byte is in a block already. */
     get done() {
         return this.ended && !this.rest;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/oci/compress-arena.ts
-/**
- * Reusable memory for a push's gzip members (compress-deflaters.ts). Written into fresh buffers, the members were most
- * of the garbage a push made: V8 ran a full collection (marking on its background threads, then freeing) every few
- * dozen MiB of it, the pages of each fresh buffer were faulted in again, and the peak RSS held whatever garbage the
- * last collection had not reached yet.
- *
- * Members are packed one after the other into arenas of ARENA bytes, each layer into arenas of its own (a lane): the
- * bytes of one arena then go out in one upload, in order, rather than pinning an arena until the slowest of several
- * layers' uploads is done. Whoever ends up with the bytes hands them back once nothing will read them again (an
- * upload: once the registry has acknowledged them), and an arena all of whose bytes came back is reused. Bytes never
- * handed back are simply collected with their arena, so a consumer that cannot tell when it is done (one stream fed to
- * several uploads) needs to do nothing; handing bytes back twice, though, would let an arena be overwritten while
- * still in use, so each must be handed back at most once.
- */
-/**
- * Room for two stored members of a whole default-size block (1 MiB and 103 bytes of framing each): the common case
- * (incompressible files span whole blocks) then wastes no room. Smaller members pack in between.
- */
-const ARENA = (2 << 20) + 1024;
-class MemberArenas {
-    keep;
-    free = [];
-    lent = new WeakMap();
-    made = 0;
-    shared;
-    /**
-     * `keep`: idle arenas kept for reuse; more may be in use at once, the extra ones are dropped when they come back.
-     * 16 (32 MiB) covers what a push's uploads hold unacknowledged (two 4 MiB chunks each, four at once): with 8, a 2 GB
-     * push allocated 43 arenas and peaked at 185 MiB RSS, with 16 at 163 MiB (24: 159).
-     */
-    constructor(keep = 16) {
-        this.keep = keep;
-        this.shared = this.lane();
-    }
-    /** `n` bytes from a lane shared by every caller that has none of its own. */
-    take(n) {
-        return this.shared.take(n);
-    }
-    /** A lane of arenas for one layer. */
-    lane() {
-        let current;
-        return {
-            take: (n) => {
-                if (n > ARENA)
-                    return Buffer.allocUnsafe(n);
-                let a = current;
-                if (!a || a.bytes.length - a.used < n) {
-                    if (a)
-                        this.retire(a);
-                    a = { bytes: this.free.pop() ?? this.make(), used: 0, out: 0, open: true };
-                    this.lent.set(a.bytes.buffer, a);
-                    current = a;
-                }
-                const out = a.bytes.subarray(a.used, a.used + n);
-                a.used += n;
-                a.out += n;
-                return out;
-            },
-            close: () => {
-                if (current)
-                    this.retire(current);
-                current = undefined;
-            },
-        };
-    }
-    /**
-     * The consumer is done with these bytes, which may be any slices of what `take` gave (other buffers are ignored).
-     * Each byte at most once.
-     */
-    giveBack(parts) {
-        for (const p of parts) {
-            const a = this.lent.get(p.buffer);
-            if (!a)
-                continue;
-            a.out -= p.length;
-            if (a.out === 0 && !a.open)
-                this.recycle(a);
-        }
-    }
-    /** Arenas allocated so far (tests check reuse with it). */
-    get allocated() {
-        return this.made;
-    }
-    make() {
-        this.made++;
-        return Buffer.allocUnsafeSlow(ARENA);
-    }
-    /** An arena that takes no more members: reused at once if all its bytes are back, else when the last one is. */
-    retire(a) {
-        a.open = false;
-        if (a.out === 0)
-            this.recycle(a);
-    }
-    recycle(a) {
-        this.lent.delete(a.bytes.buffer);
-        if (this.free.length < this.keep)
-            this.free.push(a.bytes);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/oci/compress-pool.ts
-/**
- * Concurrency limits for the layer pipeline (compress.ts): a small semaphore, and the pool that caps compressions in
- * flight across every layer of a push, so parallel uploads do not multiply the jobs queued for the compression threads.
- */
-
-
-/** A counting semaphore. Waiters are woken in order; `wakeAll` tears down one pipeline's private limits. */
-class Semaphore {
-    free;
-    waiters = [];
-    held = 0;
-    peak = 0;
-    constructor(free) {
-        this.free = free;
-    }
-    async acquire() {
-        while (this.free === 0)
-            await new Promise((r) => this.waiters.push(r));
-        this.free--;
-        this.held++;
-        if (this.held > this.peak)
-            this.peak = this.held;
-    }
-    release() {
-        this.free++;
-        this.held--;
-        this.waiters.shift()?.();
-    }
-    /** Only for a semaphore no one else shares: lets every waiter through so a stopped pipeline can unwind. */
-    wakeAll() {
-        this.free = Number.MAX_SAFE_INTEGER;
-        for (const w of this.waiters.splice(0))
-            w();
-    }
-    /** Permits held now. */
-    get inUse() {
-        return this.held;
-    }
-    /** Most permits ever held at once (tests check limits with it). */
-    get peakHeld() {
-        return this.peak;
-    }
-}
-/**
- * Raw block buffers kept for reuse. A layer's blocks are copied into these as the source's reads arrive, instead of
- * into a fresh buffer per block: a push then allocates a few dozen MiB instead of the image's size again, which spared
- * V8 most of the full collections that external memory triggers (one per ~64 MiB allocated) and the kernel the page
- * faults of fresh memory. A block is given back once its compression has finished with it.
- */
-class BufferPool {
-    keep;
-    free = new Map();
-    /** `keep`: buffers kept per size; more may be out at once, the extra ones are simply dropped on return. */
-    constructor(keep) {
-        this.keep = keep;
-    }
-    take(size) {
-        // Shared memory: the deflate workers read a block where it is instead of getting a copy (deflate-workers.ts).
-        return this.free.get(size)?.pop() ?? Buffer.from(new SharedArrayBuffer(size));
-    }
-    /** Buffers of this size kept for reuse now. */
-    idle(size) {
-        return this.free.get(size)?.length ?? 0;
-    }
-    give(buffer) {
-        const list = this.free.get(buffer.length) ?? [];
-        this.free.set(buffer.length, list);
-        if (list.length < this.keep)
-            list.push(buffer);
-    }
-}
-/**
- * Cores + 2, at most 16: a finished block needs the main thread (hashing, the next read) before its thread gets
- * another, so with exactly one job per core the cores idle in between; the extra jobs wait in line at the deflate
- * workers (one per core, deflate-workers.ts) or the libuv threadpool (zstd). Measured on 2 cores, 1 MiB blocks, with
- * zlib's gzip -1: 1.4x one core with 2 jobs, 1.8x with 4. The cap bounds memory on big machines, where each job holds
- * a block.
- */
-function defaultParallelism() {
-    return Math.min((0,external_node_os_namespaceObject.availableParallelism)() + 2, 16);
-}
-/** Shared by the layers of one push: at most `size` blocks compress at once, whichever layers they belong to. */
-class CompressionPool extends Semaphore {
-    size;
-    /** Raw block buffers shared by the layers in flight (each holds up to its parallelism + 1 blocks). */
-    buffers;
-    /**
-     * Where gzip members are written, a lane per layer. Their consumer hands them back (`members.giveBack`) once done
-     * with them; see compress-arena.ts.
-     */
-    members = new MemberArenas();
-    constructor(size = defaultParallelism()) {
-        super(size);
-        this.size = size;
-        this.buffers = new BufferPool(2 * size + 2);
     }
 }
 

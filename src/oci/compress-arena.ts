@@ -28,9 +28,6 @@ interface Arena {
   open: boolean;
 }
 
-/** Somewhere to write members: a lane, or the arenas' shared lane. */
-export type MemberSpace = Pick<ArenaLane, 'take'>;
-
 /** Where one layer's members are written. */
 export interface ArenaLane {
   /** `n` bytes to write a member into. A member larger than an arena gets a buffer of its own, not tracked. */
@@ -43,21 +40,13 @@ export class MemberArenas {
   private readonly free: Buffer[] = [];
   private readonly lent = new WeakMap<ArrayBufferLike, Arena>();
   private made = 0;
-  private readonly shared: ArenaLane;
 
   /**
    * `keep`: idle arenas kept for reuse; more may be in use at once, the extra ones are dropped when they come back.
    * 16 (32 MiB) covers what a push's uploads hold unacknowledged (two 4 MiB chunks each, four at once): with 8, a 2 GB
    * push allocated 43 arenas and peaked at 185 MiB RSS, with 16 at 163 MiB (24: 159).
    */
-  constructor(private readonly keep = 16) {
-    this.shared = this.lane();
-  }
-
-  /** `n` bytes from a lane shared by every caller that has none of its own. */
-  take(n: number): Buffer {
-    return this.shared.take(n);
-  }
+  constructor(private readonly keep = 16) {}
 
   /** A lane of arenas for one layer. */
   lane(): ArenaLane {

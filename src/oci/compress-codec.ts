@@ -7,7 +7,7 @@
  */
 import * as zlib from 'node:zlib';
 import { InputError } from '../errors.js';
-import type { MemberSpace } from './compress-arena.js';
+import type { ArenaLane } from './compress-arena.js';
 import { gzipMember } from './compress-deflaters.js';
 import { entropyRuns } from './compress-entropy.js';
 import { MEDIA, type Compression } from './types.js';
@@ -84,7 +84,7 @@ function compressOnce(stream: zlib.ZstdCompress, block: Buffer): Promise<Buffer>
   });
 }
 
-function gzipCodec(level: number, arenas?: MemberSpace): BlockCodec {
+function gzipCodec(level: number, arenas?: ArenaLane): BlockCodec {
   return async (block) => {
     if (level === 0) return gzipMember(block, 0, arenas);
     // One member per run (compress-entropy.ts), one after the other: the block holds one compression permit.
@@ -122,7 +122,7 @@ function zstdCodec(level: number): BlockCodec {
 }
 
 /** The codec compressing one raw block into gzip members (into `arenas` when given) / one zstd frame. */
-export function blockCodec(compression: Exclude<Compression, 'none'>, level: number, arenas?: MemberSpace): BlockCodec {
+export function blockCodec(compression: Exclude<Compression, 'none'>, level: number, arenas?: ArenaLane): BlockCodec {
   return compression === 'gzip' ? gzipCodec(level, arenas) : zstdCodec(level);
 }
 

@@ -3,7 +3,7 @@
  * written here, with the sizes zlib's level 0 gives them; both into reusable arenas when given (compress-arena.ts).
  */
 import * as zlib from 'node:zlib';
-import type { MemberSpace } from './compress-arena.js';
+import type { ArenaLane } from './compress-arena.js';
 import { deflateWorkers } from './deflate-workers.js';
 
 // Byte 9 of a gzip header is the OS that wrote it; not covered by any checksum, it is pinned to 3 (Unix) so that a
@@ -19,7 +19,7 @@ const MAX_STORED = 65535;
  * the header zlib writes for level 0 (XFL 4, OS pinned as above) and the CRC-32 and size trailer. Written into memory
  * from `arenas` when given (compress-arena.ts).
  */
-export function storedMember(part: Buffer, arenas?: MemberSpace): Buffer {
+export function storedMember(part: Buffer, arenas?: ArenaLane): Buffer {
   const blocks = Math.max(1, Math.ceil(part.length / MAX_STORED));
   const size = 10 + 5 * blocks + part.length + 8;
   const out = arenas ? arenas.take(size) : Buffer.allocUnsafe(size);
@@ -42,7 +42,7 @@ export function storedMember(part: Buffer, arenas?: MemberSpace): Buffer {
  * One complete gzip member holding `part`, at `level` (0 stores, into `arenas` when given; others are compressed by
  * the deflate workers). Resolves with its bytes.
  */
-export async function gzipMember(part: Buffer, level: number, arenas?: MemberSpace): Promise<Buffer[]> {
+export async function gzipMember(part: Buffer, level: number, arenas?: ArenaLane): Promise<Buffer[]> {
   if (level === 0) return [storedMember(part, arenas)];
   return [await deflateWorkers().member(part, level, arenas && ((n) => arenas.take(n)))];
 }

@@ -14,6 +14,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { BufferPool } from './compress-pool.js';
 import { DEFLATE_WASM } from './deflate-wasm.js';
 import { deflateWorker, type DeflateJob, type DeflateReply } from './deflate-worker.js';
 
@@ -46,10 +47,12 @@ export class DeflateWorkers {
   private readonly slots: Slot[] = [];
   private module: WebAssembly.Module | undefined;
   private nextId = 0;
-  /** Shared memory for the workers' input and output, by size: reused, a few per worker. */
-  private readonly spare = new Map<number, SharedArrayBuffer[]>();
+  /** Shared memory for the workers' input and output (compress-pool.ts), by size: reused, a few per worker. */
+  private readonly spare: BufferPool;
 
-  constructor(private readonly size = Math.min(availableParallelism(), MAX_WORKERS)) {}
+  constructor(private readonly size = Math.min(availableParallelism(), MAX_WORKERS)) {
+    this.spare = new BufferPool(2 * size);
+  }
 
   /**
    * One complete gzip member holding `part`, compressed at `level` (1-12), in a buffer from `into` (given the member's
@@ -60,42 +63,33 @@ export class DeflateWorkers {
     level: number,
     into: (size: number) => Buffer = (n) => Buffer.allocUnsafe(n),
   ): Promise<Buffer> {
-    // Any other bytes are first copied into shared memory kept here: handing the worker a fresh buffer instead would
-    // leave it holding each one until its own, rare, garbage collections.
+    // Bytes that are not in shared memory (pooled blocks are) are first copied into shared memory kept here: handing
+    // the worker a fresh buffer instead would leave it holding each one until its own, rare, garbage collections.
     const shared = part.buffer instanceof SharedArrayBuffer;
-    const staged = shared ? undefined : this.borrow(Math.max(part.length, LEND_MIN));
-    if (staged) new Uint8Array(staged, 0, part.length).set(part);
+    const staged = shared ? undefined : this.spare.take(Math.max(part.length, LEND_MIN));
+    staged?.set(part);
     // The worker writes the member into shared memory lent for the job, and it is copied from there into `into`'s
     // buffer: members then end up packed where the caller wants them (reusable arenas), and neither thread allocates
     // a buffer per member.
-    const output = this.borrow(memberRoom(Math.max(part.length, LEND_MIN)));
+    const output = this.spare.take(memberRoom(Math.max(part.length, LEND_MIN)));
     try {
       const size = await this.run({
         id: this.nextId++,
-        input: staged ?? (part.buffer as SharedArrayBuffer),
+        // BufferPool's buffers are whole SharedArrayBuffers.
+        input: (staged ?? part).buffer as SharedArrayBuffer,
         offset: staged ? 0 : part.byteOffset,
         length: part.length,
         level,
-        output,
+        output: output.buffer as SharedArrayBuffer,
       });
       const out = into(size);
-      out.set(new Uint8Array(output, 0, size));
+      output.copy(out, 0, 0, size);
       return out;
     } finally {
       // The job is over either way: its worker answered, or is gone.
-      this.giveBack(output);
-      if (staged) this.giveBack(staged);
+      this.spare.give(output);
+      if (staged) this.spare.give(staged);
     }
-  }
-
-  private borrow(size: number): SharedArrayBuffer {
-    return this.spare.get(size)?.pop() ?? new SharedArrayBuffer(size);
-  }
-
-  private giveBack(memory: SharedArrayBuffer): void {
-    const list = this.spare.get(memory.byteLength) ?? [];
-    this.spare.set(memory.byteLength, list);
-    if (list.length < 2 * this.size) list.push(memory);
   }
 
   private run(job: DeflateJob): Promise<number> {

@@ -16,10 +16,11 @@ const noise = (n: number, seed: number) => {
 describe('MemberArenas', () => {
   it('packs members into an arena and writes it again only when all its bytes are back', () => {
     const arenas = new MemberArenas();
-    const a = arenas.take(1000);
-    const b = arenas.take(ARENA - 1000); // fills the first arena exactly
+    const lane = arenas.lane();
+    const a = lane.take(1000);
+    const b = lane.take(ARENA - 1000); // fills the first arena exactly
     expect(b.buffer).toBe(a.buffer);
-    const c = arenas.take(10); // a second arena; the first takes no more members
+    const c = lane.take(10); // a second arena; the first takes no more members
     expect(c.buffer).not.toBe(a.buffer);
     // Handed back in slices (as an upload's chunks cut a member), and not yet all of it.
     arenas.giveBack([a, b.subarray(0, 5000)]);
@@ -27,22 +28,23 @@ describe('MemberArenas', () => {
     expect(arenas.allocated).toBe(2);
     arenas.giveBack([b.subarray(5000)]);
     // The third arena is the first one again.
-    const d = arenas.take(ARENA);
+    const d = lane.take(ARENA);
     expect(d.buffer).toBe(a.buffer);
     expect(arenas.allocated).toBe(2);
   });
 
   it('gives a member larger than an arena a buffer of its own, and keeps no more idle arenas than told', () => {
     const arenas = new MemberArenas(1);
-    const big = arenas.take(ARENA + 1);
+    const lane = arenas.lane();
+    const big = lane.take(ARENA + 1);
     expect(big.length).toBe(ARENA + 1);
     expect(arenas.allocated).toBe(0);
-    const lent = [arenas.take(ARENA), arenas.take(ARENA), arenas.take(ARENA)];
-    arenas.take(1); // the third arena is retired too
+    const lent = [lane.take(ARENA), lane.take(ARENA), lane.take(ARENA)];
+    lane.take(1); // the third arena is retired too
     arenas.giveBack(lent);
     expect(arenas.allocated).toBe(4);
     // One was kept: the next arena reuses it, the one after is new.
-    const again = [arenas.take(ARENA), arenas.take(ARENA)];
+    const again = [lane.take(ARENA), lane.take(ARENA)];
     expect(lent.map((x) => x.buffer)).toContain(again[0]!.buffer);
     expect(arenas.allocated).toBe(5);
   });
