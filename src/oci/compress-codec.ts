@@ -45,21 +45,18 @@ export function resolveLevel(
   return level;
 }
 
-/**
- * Compresses one raw block into complete gzip members / one zstd frame, in order; a member may come in two pieces
- * (compress-deflaters.ts).
- */
+/** Compresses one raw block into complete gzip members / one zstd frame, in order, one buffer each. */
 export type BlockCodec = (block: Buffer) => Promise<Buffer[]>;
 
 /**
- * Room for a whole member in one output buffer: deflateBound's conservative form (used for non-default memLevel)
- * is n + n/128 + n/512 + 4 + 18 bytes of gzip framing; stored blocks need only 5 bytes per 64 KiB.
+ * Room for a whole zstd frame in one output buffer: above zstd's worst case (ZSTD_compressBound: the input, about
+ * 1/256 of it more, and a few dozen bytes for small inputs).
  */
 const outputRoom = (n: number): number => n + (n >> 7) + (n >> 9) + 1024;
 
 /**
- * The output buffer for the next block of a layer, sized from how well its blocks compressed so far. zlib's streams
- * allocate their own output buffer, so this decides the memory a push allocates: room for the worst case would
+ * The output buffer for the next zstd block of a layer, sized from how well its blocks compressed so far. zlib's
+ * zstd streams allocate their own output buffer, so this decides the memory a push allocates: room for the worst case would
  * allocate the image's raw size again (and V8 runs a full collection per ~20 MiB of it). A guess that is too small
  * costs one more threadpool round trip and a join; the bytes produced are the same either way.
  */
@@ -86,11 +83,11 @@ function compressOnce(stream: zlib.ZstdCompress, block: Buffer): Promise<Buffer>
 
 function gzipCodec(level: number, arenas?: ArenaLane): BlockCodec {
   return async (block) => {
-    if (level === 0) return gzipMember(block, 0, arenas);
+    if (level === 0) return [await gzipMember(block, 0, arenas)];
     // One member per run (compress-entropy.ts), one after the other: the block holds one compression permit.
     const out: Buffer[] = [];
     for (const run of entropyRuns(block))
-      out.push(...(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level, arenas)));
+      out.push(await gzipMember(block.subarray(run.start, run.end), run.stored ? 0 : level, arenas));
     return out;
   };
 }

@@ -42,7 +42,7 @@ export function storedMember(part: Buffer, arenas?: ArenaLane): Buffer {
  * One complete gzip member holding `part`, at `level` (0 stores, into `arenas` when given; others are compressed by
  * the deflate workers). Resolves with its bytes.
  */
-export async function gzipMember(part: Buffer, level: number, arenas?: ArenaLane): Promise<Buffer[]> {
-  if (level === 0) return [storedMember(part, arenas)];
-  return [await deflateWorkers().member(part, level, arenas && ((n) => arenas.take(n)))];
+export async function gzipMember(part: Buffer, level: number, arenas?: ArenaLane): Promise<Buffer> {
+  if (level === 0) return storedMember(part, arenas);
+  return deflateWorkers().member(part, level, arenas && ((n) => arenas.take(n)));
 }

@@ -65,8 +65,8 @@ export interface PipelineStats {
 
 export interface CompressedLayer {
   /**
-   * Iterate once: the compressed stream in order. A gzip block gives a few members (compress-codec.ts), each in one
-   * chunk or, where it crossed zlib's output buffers, two; zstd gives one frame per block; `none` the source's chunks.
+   * Iterate once: the compressed stream in order. A gzip block gives a few members (compress-codec.ts), one chunk
+   * each; zstd gives one frame per block; `none` the source's chunks.
    */
   chunks: AsyncIterable<Buffer>;
   result: Promise<CompressResult>;
